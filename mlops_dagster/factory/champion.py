@@ -1,0 +1,212 @@
+"""The `<p>/champion` asset: moves only through the gates, and records every decision with its reasons.
+
+A promotion or rollback is a materialization whose data version is the model version, so packaging
+downstream goes stale exactly when the champion changes. A decision to keep the champion is an
+observation of the asset: it is in the history, but changes nothing downstream.
+"""
+
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import dagster as dg
+import pandas as pd
+
+from mlops_dagster.errors import RegistryError
+from mlops_dagster.factory.keys import Meta, Tags, candidate_key, champion_key, training_set_key
+from mlops_dagster.factory.metadata import metrics_metadata
+from mlops_dagster.factory.versions import code_version
+from mlops_dagster.spec.models import PipelineSpec
+
+
+class ChampionConfig(dg.Config):
+    """How the champion asset decides: `gate` the latest candidate (default), or a manual action."""
+
+    action: Literal["gate", "promote", "rollback"] = "gate"
+    version: str | None = None
+    reason: str = ""
+
+
+def _score(spec: PipelineSpec, record: Any, holdout: pd.DataFrame, features: list[str]) -> dict[str, float]:
+    from mlops_dagster.registry.store import load_version
+    from mlops_dagster.training.train import evaluate, metric_names, prepare_frame
+
+    model = load_version(spec.name, record.version, record.sha256)
+    X, y = prepare_frame(spec, holdout, features)
+    return evaluate(model, X, y, metric_names(spec))
+
+
+def _holdout(spec: PipelineSpec, training_set: pd.DataFrame, cutoff: str | None) -> pd.DataFrame:
+    from mlops_dagster.training.train import holdout_for, split_holdout
+
+    if cutoff:
+        return holdout_for(training_set, spec.dataset.timestamp, pd.Timestamp(cutoff))
+    return split_holdout(training_set, spec.dataset.timestamp, spec.model.holdout)[1]
+
+
+def _candidate_meta(instance: dg.DagsterInstance, spec: PipelineSpec, version: str) -> dict[str, Any]:
+    for rec in instance.fetch_materializations(candidate_key(spec.name), limit=1000).records:
+        mat = rec.asset_materialization
+        md = {k: getattr(v, "value", v) for k, v in (mat.metadata.items() if mat else [])}
+        if md.get(Meta.VERSION) == version:
+            return md
+    raise RegistryError(f"{spec.name}: no candidate record for version {version}")
+
+
+def _result(
+    spec: PipelineSpec,
+    record: Any,
+    decision: str,
+    reasons: list[str],
+    metrics: dict[str, float],
+    previous: str | None,
+) -> dg.MaterializeResult:
+    from mlops_dagster.registry.store import card_path
+
+    return dg.MaterializeResult(
+        metadata={
+            Meta.VERSION: record.version,
+            Meta.SHA256: record.sha256,
+            Meta.DECISION: decision,
+            Meta.REASONS: dg.MetadataValue.json(reasons),
+            Meta.PREVIOUS: previous or "",
+            Meta.MODEL_CARD: dg.MetadataValue.path(str(card_path(spec.name, record.version))),
+            **metrics_metadata(metrics),
+        },
+        data_version=dg.DataVersion(record.version),
+    )
+
+
+def _observe(
+    context: dg.AssetExecutionContext,
+    spec: PipelineSpec,
+    version: str,
+    decision: str,
+    reasons: list[str],
+    metrics: dict[str, float],
+    current: str | None,
+) -> None:
+    context.log_event(
+        dg.AssetObservation(
+            asset_key=champion_key(spec.name),
+            metadata={
+                Meta.VERSION: version,
+                Meta.DECISION: decision,
+                Meta.REASONS: dg.MetadataValue.json(reasons),
+                Meta.PREVIOUS: current or "",
+                **metrics_metadata(metrics),
+            },
+        )
+    )
+    context.log.info(
+        f"{spec.name}: keeping champion {current or '(none)'}; candidate {version} "
+        f"not promoted: {'; '.join(r for r in reasons if r.startswith('FAIL')) or 'see reasons'}"
+    )
+
+
+def build_champion_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=champion_key(spec.name),
+        group_name=spec.name,
+        description=(
+            f"The `{spec.name}` model in service. Moves only when a candidate passes the gates "
+            f"(floors {dict(spec.gates.min)}, max_regression {spec.gates.max_regression}) or by an "
+            "explicit rollback; its materialization history is the registry of record."
+        ),
+        kinds={"bentoml"},
+        owners=list(spec.owners),
+        ins={"training_set": dg.AssetIn(key=training_set_key(spec.name))},
+        deps=[candidate_key(spec.name)],
+        code_version=code_version(spec.gates, spec.model.metric),
+        output_required=False,
+    )
+    def _champion(
+        context: dg.AssetExecutionContext, config: ChampionConfig, training_set: pd.DataFrame
+    ) -> Iterator[dg.MaterializeResult]:
+        from mlops_dagster.registry import records
+        from mlops_dagster.registry.gates import decide
+        from mlops_dagster.registry.store import load_version
+
+        instance = context.instance
+        current = records.current_champion(instance, spec.name)
+        if config.action == "rollback":
+            history = records.champion_history(instance, spec.name, limit=1000)
+            if current is None:
+                raise RegistryError(f"{spec.name}: there is no champion to roll back")
+            target = next((r for r in history if r.version != current.version), None)
+            if target is None:
+                raise RegistryError(
+                    f"{spec.name}: no earlier champion than {current.version} to roll back to"
+                )
+            load_version(spec.name, target.version, target.sha256)  # refuse a corrupt target up front
+            reasons = [
+                f"rollback from {current.version} to {target.version}",
+                *([config.reason] if config.reason else []),
+            ]
+            context.log.info(f"{spec.name}: {reasons[0]}")
+            yield _result(spec, target, "rollback", reasons, target.metrics, current.version)
+            return
+
+        if config.action == "promote":
+            if not config.version:
+                raise RegistryError("action 'promote' needs a version")
+            record = records.find_version(instance, spec.name, config.version)
+            if record is None:
+                raise RegistryError(f"{spec.name}: unknown or ambiguous version {config.version!r}")
+        else:
+            record = records.latest_candidate(instance, spec.name)
+            if record is None:
+                raise RegistryError(
+                    f"{spec.name}: no candidate has been trained yet; materialize "
+                    f"{candidate_key(spec.name).to_user_string()} first"
+                )
+        if current is not None and current.version == record.version:
+            _observe(
+                context,
+                spec,
+                record.version,
+                "keep",
+                ["candidate is already the champion"],
+                record.metrics,
+                current.version,
+            )
+            return
+        meta = _candidate_meta(instance, spec, record.version)
+        features = list(meta.get(Meta.FEATURES) or [])
+        holdout = _holdout(spec, training_set, meta.get(Meta.HOLDOUT_CUTOFF))
+        candidate_scores = _score(spec, record, holdout, features)
+        champion_scores = (
+            _score(spec, current, holdout, _features_of(instance, spec, current)) if current else None
+        )
+        decision = decide(spec.gates, spec.model.metric, candidate_scores, champion_scores)
+        reasons = [*decision.reasons, f"holdout: {len(holdout)} rows from {meta.get(Meta.HOLDOUT_CUTOFF)}"]
+        if config.action == "promote":
+            reasons.insert(0, f"manual promote requested{': ' + config.reason if config.reason else ''}")
+        if not decision.promote:
+            _observe(
+                context,
+                spec,
+                record.version,
+                "keep",
+                reasons,
+                candidate_scores,
+                current.version if current else None,
+            )
+            if config.action == "promote":
+                raise dg.Failure(
+                    f"{spec.name}: {record.version} did not pass the gates",
+                    metadata={Meta.REASONS: dg.MetadataValue.json(reasons)},
+                )
+            return
+        context.log.info(
+            f"{spec.name}: promoting {record.version} "
+            f"(trigger {context.run.tags.get(Tags.TRIGGER, 'manual')})"
+        )
+        yield _result(
+            spec, record, "promote", reasons, candidate_scores, current.version if current else None
+        )
+
+    return _champion
+
+
+def _features_of(instance: dg.DagsterInstance, spec: PipelineSpec, record: Any) -> list[str]:
+    return list(_candidate_meta(instance, spec, record.version).get(Meta.FEATURES) or [])

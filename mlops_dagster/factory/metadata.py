@@ -1,0 +1,41 @@
+"""Standard materialization metadata: row count, column schema, preview, metrics table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from mlops_dagster.factory.keys import Meta
+
+PREVIEW_ROWS = 5
+
+
+def frame_metadata(df: pd.DataFrame) -> dict[str, Any]:
+    schema = dg.TableSchema(columns=[dg.TableColumn(name=str(c), type=str(t)) for c, t in df.dtypes.items()])
+    return {
+        "dagster/row_count": dg.MetadataValue.int(len(df)),
+        "dagster/column_schema": schema,
+        Meta.PREVIEW: dg.MetadataValue.md(
+            df.head(PREVIEW_ROWS).to_markdown(index=False)
+            if _has_tabulate()
+            else df.head(PREVIEW_ROWS).to_string()
+        ),
+    }
+
+
+def metrics_metadata(metrics: dict[str, float]) -> dict[str, Any]:
+    table = dg.TableMetadataValue(
+        records=[dg.TableRecord({"metric": k, "value": round(v, 6)}) for k, v in metrics.items()],
+        schema=dg.TableSchema(columns=[dg.TableColumn("metric", "string"), dg.TableColumn("value", "float")]),
+    )
+    return {Meta.METRICS: dg.MetadataValue.json(metrics), "mlops/metrics_table": table}
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -1,0 +1,5 @@
+"""Storage: the Parquet IO manager (local or s3://) and where the library keeps its files."""
+
+from mlops_dagster.io.parquet import ParquetIOManager, content_hash, default_storage_root
+
+__all__ = ["ParquetIOManager", "content_hash", "default_storage_root"]

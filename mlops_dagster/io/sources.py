@@ -1,0 +1,101 @@
+"""Reading a dataset from its declared source (uri | sql | python), and checking it against the spec."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from upath import UPath
+
+from mlops_dagster.errors import DataError, TransformError
+from mlops_dagster.spec.models import PipelineSpec
+from mlops_dagster.spec.resolve import resolve_object
+
+
+def resolve_uri(spec: PipelineSpec, partition: str | None) -> UPath:
+    """The source URI for one partition; relative paths resolve against the spec file's folder."""
+    uri = spec.dataset.source.uri or ""
+    if "{partition}" in uri:
+        if partition is None:
+            raise DataError(
+                f"{spec.name}: source uri {uri!r} has a {{partition}} placeholder but the dataset "
+                "is not partitioned"
+            )
+        uri = uri.replace("{partition}", partition)
+    path = UPath(uri)
+    if path.protocol in ("", "file", "local") and not path.is_absolute():
+        path = UPath(spec.base_dir / uri)
+    return path
+
+
+def _read_uri(spec: PipelineSpec, partition: str | None) -> pd.DataFrame:
+    path = resolve_uri(spec, partition)
+    if not path.exists():
+        raise DataError(f"{spec.name}: source file {path} does not exist")
+    if path.stat().st_size == 0:
+        raise DataError(f"{spec.name}: source file {path} is empty (0 bytes)")
+    try:
+        with path.open("rb") as f:
+            if path.name.endswith(".csv"):
+                return pd.read_csv(f)
+            return pd.read_parquet(f)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OSError) as e:
+        raise DataError(f"{spec.name}: cannot read {path}: {e}") from e
+
+
+def _read_sql(spec: PipelineSpec, partition: str | None) -> pd.DataFrame:
+    import duckdb
+
+    query = spec.dataset.source.sql or ""
+    if partition is not None:
+        query = query.replace("{partition}", partition)
+    try:
+        return duckdb.sql(query).df()
+    except duckdb.Error as e:
+        raise DataError(f"{spec.name}: the source query failed: {e}") from e
+
+
+def _call_python(spec: PipelineSpec, context: Any) -> pd.DataFrame:
+    path = spec.dataset.source.python or ""
+    fn = resolve_object(path)
+    try:
+        df = fn(context)
+    except Exception as e:
+        raise TransformError(f"{spec.name}: source {path} raised {type(e).__name__}: {e}") from e
+    if not isinstance(df, pd.DataFrame):
+        raise TransformError(f"{spec.name}: source {path} returned {type(df).__name__}, expected a DataFrame")
+    return df
+
+
+def read_source(spec: PipelineSpec, context: Any, partition: str | None) -> pd.DataFrame:
+    kind = spec.dataset.source.kind
+    if kind == "uri":
+        return _read_uri(spec, partition)
+    if kind == "sql":
+        return _read_sql(spec, partition)
+    return _call_python(spec, context)
+
+
+def required_columns(spec: PipelineSpec) -> list[str]:
+    ds = spec.dataset
+    return [ds.entity, ds.timestamp, ds.label, *(spec.model.features or [])]
+
+
+def check_dataset(spec: PipelineSpec, df: pd.DataFrame, partition: str | None) -> pd.DataFrame:
+    """Reject a batch that cannot be used at all (empty, missing columns, unparseable timestamps).
+
+    Column-level quality rules (nulls, ranges, types) are the quality checks' job, not this one's.
+    """
+    where = f"{spec.name}/dataset" + (f" partition {partition}" if partition else "")
+    if df.empty:
+        raise DataError(f"{where}: the batch is empty (0 rows)")
+    missing = [c for c in required_columns(spec) if c not in df.columns]
+    if missing:
+        raise DataError(f"{where}: missing column(s) {missing}; the batch has {list(df.columns)}")
+    ts = spec.dataset.timestamp
+    if not pd.api.types.is_datetime64_any_dtype(df[ts]):
+        try:
+            df = df.assign(**{ts: pd.to_datetime(df[ts])})
+        except (ValueError, TypeError) as e:
+            raise DataError(f"{where}: column {ts!r} (timestamp) is not parseable as datetimes: {e}") from e
+    return df.reset_index(drop=True)

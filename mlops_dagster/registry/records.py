@@ -1,0 +1,110 @@
+"""The registry of record is the Dagster instance: champion and candidate history as asset events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+
+from mlops_dagster.factory.keys import Meta, candidate_key, champion_key
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """One registry event: a candidate trained, or a champion decision (promote, rollback, keep)."""
+
+    pipeline: str
+    version: str
+    sha256: str
+    timestamp: float
+    run_id: str
+    decision: str | None
+    reasons: list[str]
+    metrics: dict[str, float]
+    previous: str | None
+
+    @property
+    def when(self) -> str:
+        return datetime.fromtimestamp(self.timestamp, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _value(metadata: dict[str, Any], key: str) -> Any:
+    entry = metadata.get(key)
+    return getattr(entry, "value", entry)
+
+
+def _record(pipeline: str, entry: dg.EventLogEntry, event: Any) -> VersionRecord | None:
+    md = dict(event.metadata)
+    version = _value(md, Meta.VERSION)
+    if not version:
+        return None
+    metrics = _value(md, Meta.METRICS) or {}
+    reasons = _value(md, Meta.REASONS) or []
+    return VersionRecord(
+        pipeline=pipeline,
+        version=str(version),
+        sha256=str(_value(md, Meta.SHA256) or ""),
+        timestamp=entry.timestamp,
+        run_id=entry.run_id,
+        decision=_value(md, Meta.DECISION),
+        reasons=list(reasons),
+        metrics=dict(metrics) if isinstance(metrics, dict) else {},
+        previous=_value(md, Meta.PREVIOUS),
+    )
+
+
+def _fetch(instance: dg.DagsterInstance, key: dg.AssetKey, pipeline: str, limit: int) -> list[VersionRecord]:
+    result = instance.fetch_materializations(key, limit=limit, ascending=False)
+    out = []
+    for rec in result.records:
+        event = rec.asset_materialization
+        if event is not None:
+            r = _record(pipeline, rec.event_log_entry, event)
+            if r:
+                out.append(r)
+    return out
+
+
+def champion_history(instance: dg.DagsterInstance, pipeline: str, limit: int = 100) -> list[VersionRecord]:
+    """Champion changes (promote / rollback), newest first."""
+    return _fetch(instance, champion_key(pipeline), pipeline, limit)
+
+
+def candidate_history(instance: dg.DagsterInstance, pipeline: str, limit: int = 100) -> list[VersionRecord]:
+    """Trained versions, newest first."""
+    return _fetch(instance, candidate_key(pipeline), pipeline, limit)
+
+
+def decision_history(instance: dg.DagsterInstance, pipeline: str, limit: int = 100) -> list[VersionRecord]:
+    """Decisions to keep the champion (recorded as observations of the champion asset), newest first."""
+    result = instance.fetch_observations(champion_key(pipeline), limit=limit, ascending=False)
+    out = []
+    for rec in result.records:
+        event = rec.asset_observation
+        if event is not None:
+            r = _record(pipeline, rec.event_log_entry, event)
+            if r:
+                out.append(r)
+    return out
+
+
+def current_champion(instance: dg.DagsterInstance, pipeline: str) -> VersionRecord | None:
+    history = champion_history(instance, pipeline, limit=1)
+    return history[0] if history else None
+
+
+def latest_candidate(instance: dg.DagsterInstance, pipeline: str) -> VersionRecord | None:
+    history = candidate_history(instance, pipeline, limit=1)
+    return history[0] if history else None
+
+
+def find_version(instance: dg.DagsterInstance, pipeline: str, version: str) -> VersionRecord | None:
+    """The candidate record for a version (a unique prefix of at least 8 digits is accepted)."""
+    matches = {
+        r.version: r
+        for r in candidate_history(instance, pipeline, limit=1000)
+        if r.version.startswith(version) and len(version) >= 8
+    }
+    return next(iter(matches.values())) if len(matches) == 1 else None

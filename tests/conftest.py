@@ -1,0 +1,38 @@
+"""Shared test setup: an isolated DAGSTER_HOME / BENTOML_HOME per session, telemetry off."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="mlops-tests-"))
+
+# Set before anything imports bentoml: its model store location is read once per process.
+os.environ.setdefault("BENTOML_HOME", str(_SESSION_HOME / "bentoml"))
+os.environ["BENTOML_DO_NOT_TRACK"] = "true"
+os.environ["GX_ANALYTICS_ENABLED"] = "false"
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ.setdefault("MLOPS_DEMO_DATA", str(_SESSION_HOME / "demo-data"))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture
+def project_root() -> Path:
+    return ROOT
+
+
+@pytest.fixture
+def storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh DAGSTER_HOME for one test (the Parquet IO manager's default root follows it)."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("MLOPS_DEMO_DATA", str(tmp_path / "demo-data"))
+    return home
