@@ -1,1 +1,2 @@
-"""Demo project assets: a seeded synthetic data feed (`assets.feed`) and feature transforms (`assets.features`)."""
+"""Demo project assets: a seeded synthetic data feed (`assets.feed`) and its feature transforms
+(`assets.features`)."""

@@ -6,7 +6,14 @@ import numpy as np
 import pandas as pd
 
 ACTIVITY_INPUTS = ("customer_id", "event_time", "monthly_charges", "support_calls", "email")
-ACTIVITY_COLUMNS = ("customer_id", "event_time", "avg_charges_7d", "support_calls_7d", "active_days_7d", "email")
+ACTIVITY_COLUMNS = (
+    "customer_id",
+    "event_time",
+    "avg_charges_7d",
+    "support_calls_7d",
+    "active_days_7d",
+    "email",
+)
 
 
 def customer_activity(df: pd.DataFrame) -> pd.DataFrame:
@@ -34,12 +41,14 @@ def customer_activity(df: pd.DataFrame) -> pd.DataFrame:
     event_time = pd.to_datetime(df["event_time"])
     if getattr(event_time.dt, "tz", None) is not None:
         event_time = event_time.dt.tz_convert("UTC").dt.tz_localize(None)
-    work = pd.DataFrame({
-        "customer_id": df["customer_id"].to_numpy(),
-        "event_time": event_time.to_numpy(),
-        "charges": pd.to_numeric(df["monthly_charges"], errors="coerce").to_numpy(dtype=np.float64),
-        "calls": pd.to_numeric(df["support_calls"], errors="coerce").to_numpy(dtype=np.float64),
-    })  # positional RangeIndex: the input index may repeat (e.g. concatenated days)
+    work = pd.DataFrame(
+        {
+            "customer_id": df["customer_id"].to_numpy(),
+            "event_time": event_time.to_numpy(),
+            "charges": pd.to_numeric(df["monthly_charges"], errors="coerce").to_numpy(dtype=np.float64),
+            "calls": pd.to_numeric(df["support_calls"], errors="coerce").to_numpy(dtype=np.float64),
+        }
+    )  # positional RangeIndex: the input index may repeat (e.g. concatenated days)
     n = len(work)
     avg = np.full(n, np.nan)
     calls = np.full(n, np.nan)
@@ -59,24 +68,41 @@ def customer_activity(df: pd.DataFrame) -> pd.DataFrame:
         rolled = rolled.groupby(keys, sort=False).transform("last")
 
         # Distinct active days: one row per (customer, day), a 7-day rolling count over those days.
-        per_row = pd.DataFrame({"customer_id": srt["customer_id"].to_numpy(),
-                                "day": srt["event_time"].dt.normalize().to_numpy(), "one": 1.0})
+        per_row = pd.DataFrame(
+            {
+                "customer_id": srt["customer_id"].to_numpy(),
+                "day": srt["event_time"].dt.normalize().to_numpy(),
+                "one": 1.0,
+            }
+        )
         days = per_row.drop_duplicates(["customer_id", "day"], ignore_index=True)
-        days = days.assign(active=days.groupby("customer_id", sort=False)
-                           .rolling("7D", on="day", closed="right")["one"].sum().to_numpy())
-        active_sorted = per_row.merge(days[["customer_id", "day", "active"]], on=["customer_id", "day"],
-                                      how="left", validate="many_to_one")["active"]
+        days = days.assign(
+            active=days.groupby("customer_id", sort=False)
+            .rolling("7D", on="day", closed="right")["one"]
+            .sum()
+            .to_numpy()
+        )
+        active_sorted = per_row.merge(
+            days[["customer_id", "day", "active"]],
+            on=["customer_id", "day"],
+            how="left",
+            validate="many_to_one",
+        )["active"]
 
         pos = srt.index.to_numpy()
         avg[pos] = rolled["charges"].to_numpy()
         calls[pos] = rolled["calls"].to_numpy()
         active[pos] = active_sorted.to_numpy(dtype=np.float64)
 
-    return pd.DataFrame({
-        "customer_id": df["customer_id"].to_numpy(),
-        "event_time": event_time.to_numpy(),
-        "avg_charges_7d": avg,
-        "support_calls_7d": calls,
-        "active_days_7d": active,
-        "email": df["email"].to_numpy(),
-    }, index=df.index, columns=list(ACTIVITY_COLUMNS))
+    return pd.DataFrame(
+        {
+            "customer_id": df["customer_id"].to_numpy(),
+            "event_time": event_time.to_numpy(),
+            "avg_charges_7d": avg,
+            "support_calls_7d": calls,
+            "active_days_7d": active,
+            "email": df["email"].to_numpy(),
+        },
+        index=df.index,
+        columns=list(ACTIVITY_COLUMNS),
+    )

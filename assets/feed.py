@@ -127,24 +127,39 @@ def _churn(rng: np.random.Generator, day: date, rows: int, drift: bool) -> pd.Da
     is_basic = (plan == 0).astype(float)
     is_premium = (plan == 2).astype(float)
     if not drift:
-        logit = (-1.5 + 0.60 * (calls - 1.5) - 0.035 * (tenure - 55) + 0.025 * (charges - 80)
-                 + 0.9 * is_basic - 0.4 * is_premium)
+        logit = (
+            -1.5
+            + 0.60 * (calls - 1.5)
+            - 0.035 * (tenure - 55)
+            + 0.025 * (charges - 80)
+            + 0.9 * is_basic
+            - 0.4 * is_premium
+        )
     else:  # a slightly different relationship: calls matter less, the south region starts churning
-        logit = (-2.6 + 0.45 * (calls - 1.5) - 0.035 * (tenure - 55) + 0.015 * (charges - 80)
-                 + 0.9 * is_basic - 0.4 * is_premium + 0.6 * (region == 1))
+        logit = (
+            -2.6
+            + 0.45 * (calls - 1.5)
+            - 0.035 * (tenure - 55)
+            + 0.015 * (charges - 80)
+            + 0.9 * is_basic
+            - 0.4 * is_premium
+            + 0.6 * (region == 1)
+        )
     churned = (rng.random(rows) < _sigmoid(logit)).astype(np.int64)
     customer_id = pool["customer_id"][idx]
-    return pd.DataFrame({
-        "customer_id": customer_id,
-        "event_time": times,
-        "tenure_months": tenure.astype(np.int64),
-        "monthly_charges": charges.astype(np.float64),
-        "support_calls": calls,
-        "plan": np.array(PLANS, dtype=object)[plan],
-        "region": np.array(REGIONS, dtype=object)[region],
-        "email": [f"user{c}@example.com" for c in customer_id],
-        "churned": churned,
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": customer_id,
+            "event_time": times,
+            "tenure_months": tenure.astype(np.int64),
+            "monthly_charges": charges.astype(np.float64),
+            "support_calls": calls,
+            "plan": np.array(PLANS, dtype=object)[plan],
+            "region": np.array(REGIONS, dtype=object)[region],
+            "email": [f"user{c}@example.com" for c in customer_id],
+            "churned": churned,
+        }
+    )
 
 
 def _demand(rng: np.random.Generator, day: date, rows: int, drift: bool) -> pd.DataFrame:
@@ -155,17 +170,25 @@ def _demand(rng: np.random.Generator, day: date, rows: int, drift: bool) -> pd.D
     dow = np.full(rows, day.weekday(), dtype=np.int64)  # Monday=0 .. Sunday=6, as pandas dayofweek
     plan = pool["plan"][idx]
     elasticity = -0.45 if drift else -0.60
-    units = (40.0 + elasticity * price + 8.0 * promo + np.array([0.0, 3.0, 6.0])[plan] + 0.5 * dow
-             + rng.normal(0.0, 6.0, size=rows))
-    return pd.DataFrame({
-        "customer_id": pool["customer_id"][idx],
-        "event_time": times,
-        "price": np.round(price, 2),
-        "promo": promo,
-        "day_of_week": dow,
-        "plan": np.array(PLANS, dtype=object)[plan],
-        "units": np.round(np.clip(units, 0.0, None), 1),
-    })
+    units = (
+        40.0
+        + elasticity * price
+        + 8.0 * promo
+        + np.array([0.0, 3.0, 6.0])[plan]
+        + 0.5 * dow
+        + rng.normal(0.0, 6.0, size=rows)
+    )
+    return pd.DataFrame(
+        {
+            "customer_id": pool["customer_id"][idx],
+            "event_time": times,
+            "price": np.round(price, 2),
+            "promo": promo,
+            "day_of_week": dow,
+            "plan": np.array(PLANS, dtype=object)[plan],
+            "units": np.round(np.clip(units, 0.0, None), 1),
+        }
+    )
 
 
 def _corrupt(rng: np.random.Generator, df: pd.DataFrame, pipeline: str) -> pd.DataFrame:
@@ -379,8 +402,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "bootstrap":
             landed = bootstrap(args.days)
             if landed:
-                print(f"bootstrapped {len(landed)} day(s) {landed[0].isoformat()} .. {landed[-1].isoformat()} "
-                      f"(normal) in {landing_dir()}")
+                first, last = landed[0].isoformat(), landed[-1].isoformat()
+                print(f"bootstrapped {len(landed)} day(s) {first} .. {last} (normal) in {landing_dir()}")
             else:
                 print(f"already started (today = {current_day()}); nothing to do")
         else:

@@ -1,5 +1,6 @@
 """mlops_dagster: declare a model once, get the governed MLOps loop as a Dagster asset graph."""
 
+from mlops_dagster.component import MLPipelineComponent
 from mlops_dagster.errors import (
     DataError,
     IntegrityError,
@@ -17,6 +18,7 @@ __all__ = [
     "DataError",
     "FeatureGroupSpec",
     "IntegrityError",
+    "MLPipelineComponent",
     "MlopsDagsterError",
     "ParquetIOManager",
     "PipelineSpec",

@@ -36,3 +36,45 @@ def storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("MLOPS_DEMO_DATA", str(tmp_path / "demo-data"))
     return home
+
+
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+def materialize_range(defs, instance, keys, first: str, last: str, **kwargs):  # type: ignore[no-untyped-def]
+    """Materialize partitioned assets over [first, last] in one run (single-run backfill policy)."""
+    import dagster as dg
+
+    return dg.materialize(
+        list(defs.assets),
+        selection=list(keys),
+        instance=instance,
+        resources=defs.resources,
+        tags={RANGE_START: first, RANGE_END: last},
+        **kwargs,
+    )
+
+
+def materialize_keys(defs, instance, keys, **kwargs):  # type: ignore[no-untyped-def]
+    import dagster as dg
+
+    return dg.materialize(
+        list(defs.assets), selection=list(keys), instance=instance, resources=defs.resources, **kwargs
+    )
+
+
+@pytest.fixture
+def demo_defs(storage: Path):  # type: ignore[no-untyped-def]
+    """The demo's definitions, storing under the test's own DAGSTER_HOME."""
+    from mlops_dagster import build_definitions
+
+    return build_definitions(ROOT / "pipelines")
+
+
+@pytest.fixture
+def helpers():  # type: ignore[no-untyped-def]
+    class Helpers:
+        range = staticmethod(materialize_range)
+        keys = staticmethod(materialize_keys)
+
+    return Helpers

@@ -11,7 +11,14 @@ import dagster as dg
 from mlops_dagster.factory.champion import build_champion_asset
 from mlops_dagster.factory.dataset import IO_MANAGER_KEY, build_dataset_asset
 from mlops_dagster.factory.features import build_feature_asset
-from mlops_dagster.factory.keys import Tags, candidate_key, champion_key, retrain_job_name, training_set_key
+from mlops_dagster.factory.keys import (
+    Tags,
+    candidate_key,
+    champion_key,
+    feature_key,
+    retrain_job_name,
+    training_set_key,
+)
 from mlops_dagster.factory.training import build_candidate_asset, build_training_set_asset
 from mlops_dagster.io.parquet import ParquetIOManager
 from mlops_dagster.spec.loader import load_specs
@@ -42,9 +49,12 @@ def retrain_job(spec: PipelineSpec) -> dg.UnresolvedAssetJobDefinition:
     return dg.define_asset_job(
         name=retrain_job_name(spec.name),
         selection=dg.AssetSelection.assets(
-            training_set_key(spec.name), candidate_key(spec.name), champion_key(spec.name)
+            *(feature_key(g.name) for g in spec.feature_groups),
+            training_set_key(spec.name),
+            candidate_key(spec.name),
+            champion_key(spec.name),
         ),
-        description=f"Retrain `{spec.name}`: training set -> candidate -> gated champion.",
+        description=f"Retrain `{spec.name}`: fresh features -> training set -> candidate -> gated champion.",
         tags={Tags.PIPELINE: spec.name},
     )
 
@@ -54,6 +64,7 @@ def build_definitions(
     environment: str | None = None,
     resources: Mapping[str, Any] | None = None,
     extra: Sequence[dg.Definitions] = (),
+    define_feature_groups: bool = True,
 ) -> dg.Definitions:
     """Build the Dagster definitions for pipeline specs (objects, YAML files or folders).
 
@@ -63,6 +74,8 @@ def build_definitions(
             `<storage root>/<environment>/` so environments never share files.
         resources: resources overriding the defaults (`mlops_io_manager`: a `ParquetIOManager`).
         extra: further `Definitions` merged in (the demo's own jobs and sensors, for example).
+        define_feature_groups: when False, the `features/<g>` assets the pipelines consume are not
+            defined here but referenced by key: another `Definitions` (another component) defines them.
 
     Raises:
         SpecError: when the specs are invalid or inconsistent.
@@ -72,7 +85,9 @@ def build_definitions(
     for spec in specs:
         for group in spec.feature_groups:
             groups.setdefault(group.name, group)
-    assets: list[dg.AssetsDefinition] = [build_feature_asset(g) for g in groups.values()]
+    assets: list[dg.AssetsDefinition] = (
+        [build_feature_asset(g) for g in groups.values()] if define_feature_groups else []
+    )
     jobs = []
     for spec in specs:
         assets.extend(pipeline_assets(spec))

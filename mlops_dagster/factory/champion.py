@@ -132,7 +132,7 @@ def build_champion_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
             history = records.champion_history(instance, spec.name, limit=1000)
             if current is None:
                 raise RegistryError(f"{spec.name}: there is no champion to roll back")
-            target = next((r for r in history if r.version != current.version), None)
+            target = records.rollback_target(history)
             if target is None:
                 raise RegistryError(
                     f"{spec.name}: no earlier champion than {current.version} to roll back to"

@@ -1,13 +1,14 @@
 """The `<p>/dataset` asset: read the declared source per partition, check it is usable, store Parquet."""
 
 import hashlib
+import warnings
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 
 from mlops_dagster.factory.keys import dataset_key
-from mlops_dagster.factory.metadata import frame_metadata
+from mlops_dagster.factory.metadata import frame_metadata, versioned_output
 from mlops_dagster.factory.versions import code_version
 from mlops_dagster.io.parquet import content_hash
 from mlops_dagster.io.sources import check_dataset, read_source
@@ -43,6 +44,12 @@ def dataset_kinds(spec: PipelineSpec) -> set[str]:
 
 def build_dataset_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
     parts = partitions_def(spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)  # backfill_policy: beta, relied on on purpose
+        return _dataset_asset(spec, parts)
+
+
+def _dataset_asset(spec: PipelineSpec, parts: dg.DailyPartitionsDefinition | None) -> dg.AssetsDefinition:
     source = spec.dataset.source
 
     @dg.asset(
@@ -69,9 +76,7 @@ def build_dataset_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
             metadata["mlops/partitions"] = dg.MetadataValue.int(len(keys))
             # One data version for the range: Output carries a single version for all its partitions.
             digest = hashlib.sha256("".join(content_hash(f) for f in frames.values()).encode()).hexdigest()
-            return dg.Output(frames, metadata=metadata, data_version=dg.DataVersion(digest))
-        return dg.Output(
-            frames[keys[0]], metadata=metadata, data_version=dg.DataVersion(content_hash(combined))
-        )
+            return versioned_output(frames, metadata, digest)
+        return versioned_output(frames[keys[0]], metadata, content_hash(combined))
 
     return _dataset

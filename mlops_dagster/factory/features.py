@@ -5,7 +5,7 @@ import pandas as pd
 
 from mlops_dagster.factory.dataset import IO_MANAGER_KEY
 from mlops_dagster.factory.keys import FEATURES_GROUP, dataset_key, feature_key
-from mlops_dagster.factory.metadata import frame_metadata
+from mlops_dagster.factory.metadata import frame_metadata, versioned_output
 from mlops_dagster.factory.versions import code_version
 from mlops_dagster.features.groups import run_transform
 from mlops_dagster.io.parquet import content_hash
@@ -36,6 +36,6 @@ def build_feature_asset(group: FeatureGroupSpec) -> dg.AssetsDefinition:
         frames = [inputs[name] for name in ins]
         source = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         out = run_transform(group, source)
-        return dg.Output(out, metadata=frame_metadata(out), data_version=dg.DataVersion(content_hash(out)))
+        return versioned_output(out, frame_metadata(out), content_hash(out))
 
     return _feature_group

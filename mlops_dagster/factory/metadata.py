@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import dagster as dg
@@ -39,3 +40,10 @@ def _has_tabulate() -> bool:
     except ImportError:
         return False
     return True
+
+
+def versioned_output(value: Any, metadata: dict[str, Any], data_version: str) -> dg.Output[Any]:
+    """An Output carrying our content hash as its data version (a beta parameter we rely on on purpose)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.Output(value, metadata=metadata, data_version=dg.DataVersion(data_version))

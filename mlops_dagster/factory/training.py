@@ -8,7 +8,7 @@ import pandas as pd
 from mlops_dagster.errors import DataError
 from mlops_dagster.factory.dataset import IO_MANAGER_KEY
 from mlops_dagster.factory.keys import Meta, Tags, candidate_key, dataset_key, feature_key, training_set_key
-from mlops_dagster.factory.metadata import frame_metadata, metrics_metadata
+from mlops_dagster.factory.metadata import frame_metadata, metrics_metadata, versioned_output
 from mlops_dagster.factory.versions import code_version
 from mlops_dagster.features.groups import feature_columns
 from mlops_dagster.features.pit import point_in_time_join
@@ -66,7 +66,7 @@ def build_training_set_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
     ) -> dg.Output[pd.DataFrame]:
         frames = {name.removeprefix("group_"): df for name, df in groups.items()}
         out = build_training_set(spec, dataset, frames)
-        return dg.Output(out, metadata=frame_metadata(out), data_version=dg.DataVersion(content_hash(out)))
+        return versioned_output(out, frame_metadata(out), content_hash(out))
 
     return _training_set
 

@@ -50,9 +50,12 @@ def _read_sql(spec: PipelineSpec, partition: str | None) -> pd.DataFrame:
     if partition is not None:
         query = query.replace("{partition}", partition)
     try:
-        return duckdb.sql(query).df()
+        relation = duckdb.sql(query)
     except duckdb.Error as e:
         raise DataError(f"{spec.name}: the source query failed: {e}") from e
+    if relation is None:
+        raise DataError(f"{spec.name}: the source query returned no result set (is it a SELECT?)")
+    return relation.df()
 
 
 def _call_python(spec: PipelineSpec, context: Any) -> pd.DataFrame:

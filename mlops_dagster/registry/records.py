@@ -90,6 +90,22 @@ def decision_history(instance: dg.DagsterInstance, pipeline: str, limit: int = 1
     return out
 
 
+def rollback_target(history: list[VersionRecord]) -> VersionRecord | None:
+    """The champion a rollback returns to, from the champion history (newest first); None if none.
+
+    The history is replayed as a stack: a promotion pushes its version, a rollback pops the current
+    one. So after promoting A, B, C, rollbacks go to B, then A, then nowhere; a version that was
+    rolled back from is never brought back by another rollback (that would bypass the gates).
+    """
+    stack: list[VersionRecord] = []
+    for record in reversed(history):
+        if record.decision == "rollback" and stack:
+            stack.pop()
+        if not stack or stack[-1].version != record.version:
+            stack.append(record)
+    return stack[-2] if len(stack) >= 2 else None
+
+
 def current_champion(instance: dg.DagsterInstance, pipeline: str) -> VersionRecord | None:
     history = champion_history(instance, pipeline, limit=1)
     return history[0] if history else None

@@ -31,6 +31,10 @@ def resolve_object(path: str) -> Any:
         module = importlib.import_module(module_name)
     except ImportError as e:
         raise ImportError(f"cannot import {path!r}: {e}") from e
+    except Exception as e:  # user modules can fail at import time in any way
+        raise ImportError(
+            f"cannot import {path!r}: importing {module_name!r} raised {type(e).__name__}: {e}"
+        ) from e
     try:
         return getattr(module, attr)
     except AttributeError as e:

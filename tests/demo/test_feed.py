@@ -9,7 +9,6 @@ from datetime import date, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -21,10 +20,20 @@ from assets import feed  # noqa: E402
 from assets.features import customer_activity  # noqa: E402
 
 START = date(2026, 1, 1)
-CHURN_COLUMNS = ["customer_id", "event_time", "tenure_months", "monthly_charges", "support_calls",
-                 "plan", "region", "email", "churned"]
+CHURN_COLUMNS = [
+    "customer_id",
+    "event_time",
+    "tenure_months",
+    "monthly_charges",
+    "support_calls",
+    "plan",
+    "region",
+    "email",
+    "churned",
+]
 DEMAND_COLUMNS = ["customer_id", "event_time", "price", "promo", "day_of_week", "plan", "units"]
-ACTIVITY_COLUMNS = ["customer_id", "event_time", "avg_charges_7d", "support_calls_7d", "active_days_7d", "email"]
+FEATURES = ["avg_charges_7d", "support_calls_7d", "active_days_7d"]
+ACTIVITY_COLUMNS = ["customer_id", "event_time", *FEATURES, "email"]
 
 
 @pytest.fixture
@@ -38,11 +47,13 @@ def days(n: int, first: date = START) -> list[date]:
 
 
 def churn_frame(n_days: int, first: date = START, scenario: str = "normal") -> pd.DataFrame:
-    return pd.concat([feed.generate_batch("churn", d, scenario) for d in days(n_days, first)], ignore_index=True)
+    batches = [feed.generate_batch("churn", d, scenario) for d in days(n_days, first)]
+    return pd.concat(batches, ignore_index=True)
 
 
 def demand_frame(n_days: int, first: date = START, scenario: str = "normal") -> pd.DataFrame:
-    return pd.concat([feed.generate_batch("demand", d, scenario) for d in days(n_days, first)], ignore_index=True)
+    batches = [feed.generate_batch("demand", d, scenario) for d in days(n_days, first)]
+    return pd.concat(batches, ignore_index=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -64,10 +75,20 @@ def test_generate_batch_seed_is_stable_across_processes():
     # crc32-seeded, not hash()-seeded: pin a few values so a change of seeding shows up.
     import subprocess
 
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from assets.feed import generate_batch; "
-            "df = generate_batch('churn', '2026-03-01'); print(df['customer_id'].sum(), df['churned'].sum())")
-    runs = {subprocess.run([sys.executable, "-c", code, str(REPO_ROOT)], capture_output=True, text=True,
-                           check=True, env={"PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from assets.feed import generate_batch; "
+        "df = generate_batch('churn', '2026-03-01'); print(df['customer_id'].sum(), df['churned'].sum())"
+    )
+    runs = {
+        subprocess.run(
+            [sys.executable, "-c", code, str(REPO_ROOT)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2")
+    }
     assert len(runs) == 1
     df = feed.generate_batch("churn", "2026-03-01")
     assert runs.pop().split() == [str(df["customer_id"].sum()), str(df["churned"].sum())]
@@ -155,10 +176,13 @@ def test_quality_incident_breaks_nulls_dtypes_and_ranges(pipeline, column):
     assert list(df.columns) == list(normal.columns)
 
 
-@pytest.mark.parametrize("call", [
-    lambda: feed.generate_batch("churn", START, "meteor"),
-    lambda: feed.advance_day("meteor"),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: feed.generate_batch("churn", START, "meteor"),
+        lambda: feed.advance_day("meteor"),
+    ],
+)
 def test_unknown_scenario_names_the_valid_ones(call):
     with pytest.raises(ValueError, match="meteor") as err:
         call()
@@ -206,8 +230,10 @@ def test_advance_day_starts_the_calendar_and_records_state(data_dir):
     for pipeline in ("churn", "demand"):
         landed = sorted(p.name for p in (data_dir / "landing" / pipeline).glob("*.parquet"))
         assert landed == ["2026-01-01.parquet", "2026-01-02.parquet"]
-        pd.testing.assert_frame_equal(pd.read_parquet(data_dir / "landing" / pipeline / "2026-01-02.parquet"),
-                                      feed.generate_batch(pipeline, "2026-01-02", "drift"))
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(data_dir / "landing" / pipeline / "2026-01-02.parquet"),
+            feed.generate_batch(pipeline, "2026-01-02", "drift"),
+        )
     assert feed.scenario_of("2026-01-02") == "drift"
 
 
@@ -290,8 +316,11 @@ def test_loaders_resolve_from_the_pipeline_specs():
             refs[doc["name"]] = doc["dataset"]["source"]["python"]
         for group in doc.get("feature_groups", []):
             refs[group["name"]] = group["transform"]
-    assert refs == {"churn": "assets.feed:load_churn", "demand": "assets.feed:load_demand",
-                    "customer_activity": "assets.features:customer_activity"}
+    assert refs == {
+        "churn": "assets.feed:load_churn",
+        "demand": "assets.feed:load_demand",
+        "customer_activity": "assets.features:customer_activity",
+    }
     import importlib
 
     for ref in refs.values():
@@ -325,8 +354,14 @@ def test_cli_as_a_module(data_dir):
     import subprocess
 
     env = {**os.environ, "MLOPS_DEMO_DATA": str(data_dir)}
-    out = subprocess.run([sys.executable, "-m", "assets.feed", "advance"], cwd=REPO_ROOT, env=env,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "assets.feed", "advance"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "landed 2026-01-01 (normal)" in out
     assert (data_dir / "landing" / "churn" / "2026-01-01.parquet").exists()
 
@@ -342,9 +377,14 @@ def _brute_force(df: pd.DataFrame) -> pd.DataFrame:
         mine = df[(df["customer_id"] == cid) & (df["event_time"] <= t)]
         window = mine[mine["event_time"] > t - pd.Timedelta(days=7)]
         recent_days = mine["event_time"].dt.normalize()
-        rows.append((window["monthly_charges"].mean(), float(window["support_calls"].sum()),
-                     float(recent_days[recent_days > t.normalize() - pd.Timedelta(days=7)].nunique())))
-    return pd.DataFrame(rows, columns=["avg_charges_7d", "support_calls_7d", "active_days_7d"], index=df.index)
+        rows.append(
+            (
+                window["monthly_charges"].mean(),
+                float(window["support_calls"].sum()),
+                float(recent_days[recent_days > t.normalize() - pd.Timedelta(days=7)].nunique()),
+            )
+        )
+    return pd.DataFrame(rows, columns=FEATURES, index=df.index)
 
 
 def test_customer_activity_columns_rows_and_order():
@@ -362,14 +402,23 @@ def test_customer_activity_columns_rows_and_order():
 
 def test_customer_activity_matches_a_brute_force_computation():
     t0 = pd.Timestamp("2026-01-01 12:00")
-    df = pd.DataFrame({
-        "customer_id": [1, 1, 1, 1, 1, 2, 2],
-        "event_time": [t0, t0 + pd.Timedelta("1D"), t0 + pd.Timedelta("6D 23h"), t0 + pd.Timedelta("7D"),
-                       t0 + pd.Timedelta("8D 13h"), t0, t0 + pd.Timedelta("30D")],
-        "monthly_charges": [10.0, 20.0, 30.0, 40.0, 50.0, 100.0, 200.0],
-        "support_calls": [1, 2, 3, 4, 5, 6, 7],
-        "email": [f"user{i}@example.com" for i in [1, 1, 1, 1, 1, 2, 2]],
-    })
+    df = pd.DataFrame(
+        {
+            "customer_id": [1, 1, 1, 1, 1, 2, 2],
+            "event_time": [
+                t0,
+                t0 + pd.Timedelta("1D"),
+                t0 + pd.Timedelta("6D 23h"),
+                t0 + pd.Timedelta("7D"),
+                t0 + pd.Timedelta("8D 13h"),
+                t0,
+                t0 + pd.Timedelta("30D"),
+            ],
+            "monthly_charges": [10.0, 20.0, 30.0, 40.0, 50.0, 100.0, 200.0],
+            "support_calls": [1, 2, 3, 4, 5, 6, 7],
+            "email": [f"user{i}@example.com" for i in [1, 1, 1, 1, 1, 2, 2]],
+        }
+    )
     out = customer_activity(df)
     expected = _brute_force(df)
     pd.testing.assert_frame_equal(out[expected.columns], expected)
@@ -384,8 +433,9 @@ def test_customer_activity_matches_brute_force_on_generated_data():
     df = churn_frame(12)
     df = df[df["customer_id"] % 10 == 0].reset_index(drop=True)  # keep the brute force quick
     out = customer_activity(df)
-    pd.testing.assert_frame_equal(out[["avg_charges_7d", "support_calls_7d", "active_days_7d"]],
-                                  _brute_force(df))
+    pd.testing.assert_frame_equal(
+        out[["avg_charges_7d", "support_calls_7d", "active_days_7d"]], _brute_force(df)
+    )
 
 
 def test_customer_activity_is_point_in_time():
@@ -403,13 +453,15 @@ def test_customer_activity_is_point_in_time():
 
 def test_customer_activity_duplicate_timestamps_are_order_independent():
     t = pd.Timestamp("2026-01-05 09:00")
-    df = pd.DataFrame({
-        "customer_id": [7, 7, 7, 8],
-        "event_time": [t - pd.Timedelta("1D"), t, t, t],
-        "monthly_charges": [10.0, 20.0, 60.0, 5.0],
-        "support_calls": [1, 2, 4, 0],
-        "email": ["a", "b", "c", "d"],
-    })
+    df = pd.DataFrame(
+        {
+            "customer_id": [7, 7, 7, 8],
+            "event_time": [t - pd.Timedelta("1D"), t, t, t],
+            "monthly_charges": [10.0, 20.0, 60.0, 5.0],
+            "support_calls": [1, 2, 4, 0],
+            "email": ["a", "b", "c", "d"],
+        }
+    )
     out = customer_activity(df)
     reversed_out = customer_activity(df.iloc[::-1]).loc[df.index]
     pd.testing.assert_frame_equal(out, reversed_out)
@@ -432,7 +484,8 @@ def test_customer_activity_keeps_rows_without_a_customer():
 def test_customer_activity_accepts_a_repeated_index():
     a, b = feed.generate_batch("churn", START), feed.generate_batch("churn", START + timedelta(days=1))
     out = customer_activity(pd.concat([a, b]))  # index 0..299 twice
-    pd.testing.assert_frame_equal(out.reset_index(drop=True), customer_activity(pd.concat([a, b], ignore_index=True)))
+    expected = customer_activity(pd.concat([a, b], ignore_index=True))
+    pd.testing.assert_frame_equal(out.reset_index(drop=True), expected)
 
 
 @pytest.mark.parametrize("column", ["customer_id", "event_time", "monthly_charges", "support_calls", "email"])

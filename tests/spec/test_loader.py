@@ -118,8 +118,12 @@ def test_base_spec_loads(tmp_path):
 
 @pytest.mark.parametrize(
     "source",
-    ["uri: s3://bucket/churn/{partition}.csv", "sql: select * from read_parquet('x.parquet')",
-     "python: my_feeds:load_churn", "uri: data/churn.parquet?version=2"],
+    [
+        "uri: s3://bucket/churn/{partition}.csv",
+        "sql: select * from read_parquet('x.parquet')",
+        "python: my_feeds:load_churn",
+        "uri: data/churn.parquet?version=2",
+    ],
 )
 def test_each_source_kind_loads(tmp_path, source):
     write(tmp_path, "p.yaml", edit(PIPELINE, "uri: data/churn.parquet", source))
@@ -136,12 +140,14 @@ def test_missing_path_is_a_spec_error(tmp_path):
 
 # --- YAML that does not parse, or is not a spec --------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "text, line",
     [
-        pytest.param("name: churn\nmodel:\n    task: classification\n  metric: roc_auc\n", 4, id="indentation"),
-        pytest.param("name: churn\nfeatures: [activity, other\nmodel:\n  task: regression\n", 3,
-                     id="unclosed-bracket"),
+        pytest.param("name: churn\nmodel:\n    task: regression\n  metric: r2\n", 4, id="indentation"),
+        pytest.param(
+            "name: churn\nfeatures: [activity, other\nmodel:\n  task: regression\n", 3, id="unclosed-bracket"
+        ),
         pytest.param("name: churn\nmodel: {task: regression\ngates: {}\n", 3, id="unclosed-brace"),
         pytest.param("name: churn\nmodel:\n\ttask: regression\n", 3, id="tab"),
     ],
@@ -175,8 +181,12 @@ def test_top_level_must_be_a_mapping(tmp_path, text):
     [
         ("name: churn\n", "name: churn\nname: churn2\n", 2, "name"),
         ("  metric: roc_auc\n", "  metric: roc_auc\n  metric: accuracy\n", 19, "model.metric"),
-        ("      start: \"2026-01-01\"\n", "      start: \"2026-01-01\"\n      start: \"2026-02-01\"\n", 9,
-         "dataset.partitions.daily.start"),
+        (
+            '      start: "2026-01-01"\n',
+            '      start: "2026-01-01"\n      start: "2026-02-01"\n',
+            9,
+            "dataset.partitions.daily.start",
+        ),
     ],
 )
 def test_duplicate_key(tmp_path, old, new, line, field):
@@ -189,20 +199,31 @@ def test_duplicate_key(tmp_path, old, new, line, field):
 
 # --- one field wrong ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "old, new, line, field, message",
     [
         ("description: test", "descripton: test", 2, "descripton", "unknown key"),
-        ("    cooldown: 6h", "    cooldown: 6h\n    cooldown_hours: 6", 27, "monitoring.drift.cooldown_hours",
-         "unknown key"),
+        (
+            "    cooldown: 6h",
+            "    cooldown: 6h\n    cooldown_hours: 6",
+            27,
+            "monitoring.drift.cooldown_hours",
+            "unknown key",
+        ),
         ("  holdout: 0.2", "  holdout: 0.2\n  seed: 1", 20, "model.seed", "unknown key"),
         ("params: {max_iter: 50}", "params: [max_iter, 50]", 17, "model.params", "valid dictionary"),
         ("params: {max_iter: 50}", "params: 50", 17, "model.params", "valid dictionary"),
-        ("max_regression: 0.01", "max_regression: -0.1", 22, "gates.max_regression", "greater than or equal to 0"),
+        ("max_regression: 0.01", "max_regression: -0.1", 22, "gates.max_regression", "greater than or equal"),
         ("holdout: 0.2", "holdout: 1.5", 19, "model.holdout", "less than 1"),
         ("cooldown: 6h", "cooldown: soon", 26, "monitoring.drift.cooldown", "expected a duration"),
-        ("max_drifted_share: 0.3", "max_drifted_share: 1.5", 25, "monitoring.drift.max_drifted_share",
-         "less than or equal to 1"),
+        (
+            "max_drifted_share: 0.3",
+            "max_drifted_share: 1.5",
+            25,
+            "monitoring.drift.max_drifted_share",
+            "less than or equal to 1",
+        ),
         ("min: {roc_auc: 0.5}", "min: {roc_auc: high}", 21, "gates.min.roc_auc", "valid number"),
         ("task: classification", "task: clustering", 15, "model.task", "'classification' or 'regression'"),
         ("features: [activity]", "features: activity", 13, "features", "valid list"),
@@ -210,21 +231,46 @@ def test_duplicate_key(tmp_path, old, new, line, field):
         ("name: churn", "name: 1churn", 1, "name", "should match pattern"),
         ("  label: churned\n", "", 3, "dataset.label", "required field is missing"),
         ("  source:\n    uri: data/churn.parquet\n", "", 3, "dataset.source", "required field is missing"),
-        ("    uri: data/churn.parquet", "    uri: data/churn.parquet\n    sql: select 1", 4, "dataset.source",
-         "give exactly one of uri, sql, python (got ['uri', 'sql'])"),
-        ("    uri: data/churn.parquet", "    sql: select 1\n    python: my_feeds:load", 4, "dataset.source",
-         "give exactly one of uri, sql, python (got ['sql', 'python'])"),
-        ("  source:\n    uri: data/churn.parquet", "  source: {}", 4, "dataset.source",
-         "give exactly one of uri, sql, python (got none)"),
-        ("uri: data/churn.parquet", "uri: data/churn.json", 5, "dataset.source.uri",
-         "must end in .parquet or .csv"),
-        ("uri: data/churn.parquet", "python: not an import path", 5, "dataset.source.python", "should match pattern"),
+        (
+            "    uri: data/churn.parquet",
+            "    uri: data/churn.parquet\n    sql: select 1",
+            4,
+            "dataset.source",
+            "give exactly one of uri, sql, python (got ['uri', 'sql'])",
+        ),
+        (
+            "    uri: data/churn.parquet",
+            "    sql: select 1\n    python: my_feeds:load",
+            4,
+            "dataset.source",
+            "give exactly one of uri, sql, python (got ['sql', 'python'])",
+        ),
+        (
+            "  source:\n    uri: data/churn.parquet",
+            "  source: {}",
+            4,
+            "dataset.source",
+            "give exactly one of uri, sql, python (got none)",
+        ),
+        (
+            "uri: data/churn.parquet",
+            "uri: data/churn.json",
+            5,
+            "dataset.source.uri",
+            "must end in .parquet or .csv",
+        ),
+        ("uri: data/churn.parquet", "python: not a path", 5, "dataset.source.python", "should match pattern"),
         ('end: "2026-07-01"', 'end: "2025-12-31"', 9, "dataset.partitions.daily.end", "must be after start"),
         ('end: "2026-07-01"', 'end: "2026-01-01"', 9, "dataset.partitions.daily.end", "must be after start"),
         ('start: "2026-01-01"', 'start: "someday"', 8, "dataset.partitions.daily.start", "valid date"),
         ("label: churned", "label: customer_id", 12, "dataset.label", "label and entity must be different"),
-        ("timestamp: event_time", "timestamp: customer_id", 11, "dataset.timestamp",
-         "timestamp and entity must be different"),
+        (
+            "timestamp: event_time",
+            "timestamp: customer_id",
+            11,
+            "dataset.timestamp",
+            "timestamp and entity must be different",
+        ),
     ],
 )
 def test_pipeline_field_errors(tmp_path, old, new, line, field, message):
@@ -252,8 +298,13 @@ def test_misspelled_nested_key_reports_unknown_and_missing(tmp_path):
     [
         ("name: activity", "name: Activity", 2, "feature_groups[0].name", "should match pattern"),
         ("inputs: [churn]", "inputs: []", 3, "feature_groups[0].inputs", "at least 1 item"),
-        ("    consumers: [churn]\n", "    consumers: [churn]\n    colums: [a]\n", 8, "feature_groups[0].colums",
-         "unknown key"),
+        (
+            "consumers: [churn]\n",
+            "consumers: [churn]\n    colums: [a]\n",
+            8,
+            "feature_groups[0].colums",
+            "unknown key",
+        ),
         ("    entity: customer_id\n", "", 2, "feature_groups[0].entity", "required field is missing"),
     ],
 )
@@ -265,6 +316,7 @@ def test_feature_group_field_errors(tmp_path, old, new, line, field, message):
 
 
 # --- checks across files -----------------------------------------------------------------------------
+
 
 def test_unknown_feature_group(tmp_path):
     path = write(tmp_path, "p.yaml", edit(PIPELINE, "[activity]", "[activity, nope]"))
@@ -336,8 +388,8 @@ def test_group_input_names_unknown_pipeline(tmp_path):
 def test_group_input_error_is_reported_once_for_many_consumers(tmp_path):
     write(tmp_path, "churn.yaml", PIPELINE)
     write(tmp_path, "other.yaml", edit(PIPELINE, "name: churn", "name: other"))
-    path = write(tmp_path, "g.yaml", edit(edit(GROUPS, "[churn]\n    transform", "[churn, ghost]\n    transform"),
-                                          "consumers: [churn]", "consumers: [churn, other]"))
+    groups = edit(GROUPS, "inputs: [churn]", "inputs: [churn, ghost]")
+    path = write(tmp_path, "g.yaml", edit(groups, "consumers: [churn]", "consumers: [churn, other]"))
     issue = one_issue(tmp_path)
     assert where(issue) == (str(path), 3, "feature_groups[0].inputs[1]")
 
@@ -359,7 +411,8 @@ def test_label_listed_in_feature_group_columns(tmp_path):
     ],
 )
 def test_label_listed_in_model_features(tmp_path, features, line, field, message):
-    path = write(tmp_path, "p.yaml", edit(PIPELINE, "  holdout: 0.2\n", f"  holdout: 0.2\n  features: {features}\n"))
+    text = edit(PIPELINE, "  holdout: 0.2\n", f"  holdout: 0.2\n  features: {features}\n")
+    path = write(tmp_path, "p.yaml", text)
     write(tmp_path, "g.yaml", GROUPS)
     issue = one_issue(tmp_path)
     assert where(issue) == (str(path), line, field)
@@ -368,18 +421,28 @@ def test_label_listed_in_model_features(tmp_path, features, line, field, message
 
 # --- all issues at once ------------------------------------------------------------------------------
 
+
 def test_several_issues_in_one_file_are_reported_together(tmp_path):
     text = PIPELINE
-    for old, new in [("name: churn", "name: Churn-1"), ("holdout: 0.2", "holdout: 1.5"),
-                     ("max_regression: 0.01", "max_regression: -1"), ("cooldown: 6h", "cooldown: soon"),
-                     ("uri: data/churn.parquet", "uri: data/churn.txt"), ("params: {max_iter: 50}", "params: 3")]:
+    for old, new in [
+        ("name: churn", "name: Churn-1"),
+        ("holdout: 0.2", "holdout: 1.5"),
+        ("max_regression: 0.01", "max_regression: -1"),
+        ("cooldown: 6h", "cooldown: soon"),
+        ("uri: data/churn.parquet", "uri: data/churn.txt"),
+        ("{max_iter: 50}", "3"),
+    ]:
         text = edit(text, old, new)
     path = write(tmp_path, "p.yaml", text)
     write(tmp_path, "g.yaml", GROUPS)
     issues = load_issues(tmp_path)
     assert sorted((i.line, i.field) for i in issues) == [
-        (1, "name"), (5, "dataset.source.uri"), (17, "model.params"), (19, "model.holdout"),
-        (22, "gates.max_regression"), (26, "monitoring.drift.cooldown"),
+        (1, "name"),
+        (5, "dataset.source.uri"),
+        (17, "model.params"),
+        (19, "model.holdout"),
+        (22, "gates.max_regression"),
+        (26, "monitoring.drift.cooldown"),
     ]
     assert {i.file for i in issues} == {str(path)}
 
@@ -391,11 +454,16 @@ def test_issues_from_several_files_are_reported_together(tmp_path):
     empty = write(tmp_path, "z.yaml", "")
     issues = load_issues(tmp_path)
     got = {(i.file, i.line, i.field) for i in issues}
-    assert {(str(bad_yaml), 3, ""), (str(bad_field), 19, "model.holdout"),
-            (str(bad_group), 5, "feature_groups[0].entity"), (str(empty), None, "")} <= got
+    assert {
+        (str(bad_yaml), 3, ""),
+        (str(bad_field), 19, "model.holdout"),
+        (str(bad_group), 5, "feature_groups[0].entity"),
+        (str(empty), None, ""),
+    } <= got
 
 
 # --- loading imports nothing heavy ------------------------------------------------------------------
+
 
 def test_loading_specs_imports_no_ml_library():
     code = textwrap.dedent(
@@ -407,7 +475,13 @@ def test_loading_specs_imports_no_ml_library():
         print(json.dumps({{"specs": len(specs), "loaded": [m for m in heavy if m in sys.modules]}}))
         """
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"specs": 2, "loaded": []}

@@ -1,0 +1,523 @@
+"""Definitions load: build + validate 200 generated pipelines with the plugin vs hand-written assets.
+
+Run from the repo root:
+
+    .venv/bin/python benchmarks/defs_load.py [--pipelines 200] [--groups 200] [--rounds 5] [--profile]
+
+(a) plugin:   `load_specs(folder)` + `build_definitions(*specs)` + `defs.resolve_asset_graph()`
+(b) baseline: the same graph written as plain `@dg.asset` definitions with literal values
+              (keys, ins/deps, groups, partitions, kinds, owners, code versions, io manager, jobs),
+              then `dg.Definitions(...)` + `resolve_asset_graph()`.
+
+Both run in one process, warmed up once, then alternated for `--rounds` rounds; the table reports the
+median and the minimum. The plugin's code-version cache is cleared before each plugin round, so every
+round hashes the user modules again, as a fresh process would.
+"""
+
+import argparse
+import cProfile
+import functools
+import gc
+import os
+import platform
+import pstats
+import random
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, Literal
+
+import dagster as dg
+import pandas as pd
+
+HEAVY = ("sklearn", "bentoml", "evidently", "great_expectations", "onnx", "onnxruntime")
+TARGET_RATIO = 1.3
+
+TRANSFORMS_MODULE = '''"""Feature transforms for the defs_load benchmark (hashed, never imported)."""
+
+import pandas as pd
+
+
+def activity(df: pd.DataFrame) -> pd.DataFrame:
+    return df.groupby(["entity_id", "event_time"], as_index=False).size()
+'''
+
+FEEDS_MODULE = '''"""Python sources for the defs_load benchmark (hashed, never imported)."""
+
+import pandas as pd
+
+
+def load(context) -> pd.DataFrame:
+    return pd.DataFrame({"entity_id": [1], "event_time": [pd.Timestamp("2026-01-01")], "y": [0.0]})
+'''
+
+
+@dataclass
+class Pipeline:
+    name: str
+    partitioned: bool
+    source: Literal["python", "uri", "sql"]
+    task: Literal["classification", "regression"]
+    groups: list[str]
+    owners: list[str]
+
+
+@dataclass
+class Group:
+    name: str
+    inputs: list[str]
+    consumers: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------------
+# spec generation
+
+
+def make_graph(n_pipelines: int, n_groups: int, seed: int = 0) -> tuple[list[Pipeline], list[Group]]:
+    """Pipelines consume 1-3 groups; groups read 1-2 pipelines' datasets; half the pipelines are daily."""
+    rng = random.Random(seed)
+    names = [f"p{i:03d}" for i in range(n_pipelines)]
+    groups = [Group(f"g{j:03d}", sorted(rng.sample(names, rng.randint(1, 2)))) for j in range(n_groups)]
+    own: list[set[int]] = [set() for _ in names]
+    for j in range(n_groups):  # round-robin first, so that every group has a consumer
+        own[j % n_pipelines].add(j)
+    pipelines = []
+    for i, name in enumerate(names):
+        want = rng.randint(1, 3)
+        while len(own[i]) < want:
+            own[i].add(rng.randrange(n_groups))
+        chosen = sorted(own[i])
+        for j in chosen:
+            groups[j].consumers.append(name)
+        pipelines.append(
+            Pipeline(
+                name=name,
+                partitioned=i % 2 == 0,
+                source=("python", "uri", "sql")[i % 3],
+                task="regression" if i % 2 else "classification",
+                groups=[groups[j].name for j in chosen],
+                owners=[f"team:t{i % 7}"],
+            )
+        )
+    return pipelines, groups
+
+
+def _pipeline_yaml(p: Pipeline) -> str:
+    source = {
+        "python": "python: bench_feeds:load",
+        "uri": f"uri: data/{p.name}/{{partition}}.parquet",
+        "sql": f"sql: \"select * from read_parquet('data/{p.name}/*.parquet')\"",
+    }[p.source]
+    partitions = '  partitions: {daily: {start: "2026-01-01", end: "2026-07-01"}}\n' if p.partitioned else ""
+    if p.task == "classification":
+        model = "  task: classification\n  estimator: sklearn.linear_model.LogisticRegression\n"
+        model += "  params: {C: 1.0, max_iter: 200}\n  metric: roc_auc\n"
+        gates, perf = "{roc_auc: 0.6}", "{metric: roc_auc, min: 0.55}"
+    else:
+        model = "  task: regression\n  estimator: sklearn.linear_model.Ridge\n"
+        model += "  params: {alpha: 1.0}\n  metric: r2\n"
+        gates, perf = "{r2: 0.2}", "{metric: r2, min: 0.1}"
+    return (
+        f"name: {p.name}\n"
+        f"description: Benchmark pipeline {p.name}\n"
+        f'owners: ["{p.owners[0]}"]\n'
+        "dataset:\n"
+        "  source:\n"
+        f"    {source}\n"
+        f"{partitions}"
+        "  entity: entity_id\n"
+        "  timestamp: event_time\n"
+        "  label: y\n"
+        "quality:\n"
+        "  expectations:\n"
+        "    - {type: expect_column_values_to_not_be_null, column: entity_id}\n"
+        "    - {type: expect_column_values_to_be_between, column: x1, min_value: 0, max_value: 100}\n"
+        f"features: [{', '.join(p.groups)}]\n"
+        "model:\n"
+        f"{model}"
+        "  features: [x1, x2, x3]\n"
+        "gates:\n"
+        f"  min: {gates}\n"
+        "  max_regression: 0.01\n"
+        "monitoring:\n"
+        "  drift: {max_drifted_share: 0.3, cooldown: 6h}\n"
+        f"  performance: {perf}\n"
+        "serving:\n"
+        "  targets: [cloud, edge]\n"
+    )
+
+
+def _groups_yaml(groups: list[Group]) -> str:
+    out = ["feature_groups:"]
+    for g in groups:
+        out += [
+            f"  - name: {g.name}",
+            f"    description: Benchmark feature group {g.name}",
+            f"    inputs: [{', '.join(g.inputs)}]",
+            "    transform: bench_transforms:activity",
+            "    entity: entity_id",
+            "    timestamp: event_time",
+            '    owners: ["team:data"]',
+            "    pii: [email]",
+            f"    consumers: [{', '.join(g.consumers)}]",
+            "    columns: [size, email]",
+        ]
+    return "\n".join(out) + "\n"
+
+
+def write_specs(root: Path, pipelines: list[Pipeline], groups: list[Group]) -> Path:
+    """Write one YAML per pipeline plus one feature-group file under `root/specs`; modules under `root`."""
+    (root / "bench_transforms.py").write_text(TRANSFORMS_MODULE)
+    (root / "bench_feeds.py").write_text(FEEDS_MODULE)
+    specs = root / "specs"
+    specs.mkdir()
+    for p in pipelines:
+        (specs / f"{p.name}.yaml").write_text(_pipeline_yaml(p))
+    (specs / "features.yaml").write_text(_groups_yaml(groups))
+    return specs
+
+
+# --------------------------------------------------------------------------------------------------
+# (a) plugin
+
+
+def build_plugin(folder: Path, phases: dict[str, list[float]] | None = None) -> dg.Definitions:
+    from mlops_dagster import build_definitions, load_specs
+    from mlops_dagster.factory.versions import module_source_hash
+
+    module_source_hash.cache_clear()  # every round hashes user code again, like a fresh process
+    t0 = time.perf_counter()
+    specs = load_specs(folder)
+    t1 = time.perf_counter()
+    defs = build_definitions(*specs)
+    t2 = time.perf_counter()
+    defs.resolve_asset_graph()
+    t3 = time.perf_counter()
+    if phases is not None:
+        for name, dt in (("load_specs", t1 - t0), ("build_definitions", t2 - t1), ("resolve", t3 - t2)):
+            phases.setdefault(name, []).append(dt)
+    return defs
+
+
+# --------------------------------------------------------------------------------------------------
+# (b) baseline: hand-written Dagster, every value a literal (code versions copied from the plugin once)
+
+
+@dataclass
+class BaselineTable:
+    pipelines: list[Pipeline]
+    groups: list[Group]
+    code_versions: dict[str, str]  # "<p>/dataset" etc. -> literal code version string
+
+
+class ChampionConfig(dg.Config):
+    action: Literal["gate", "promote", "rollback"] = "gate"
+    version: str | None = None
+    reason: str = ""
+
+
+def build_baseline(table: BaselineTable) -> dg.Definitions:
+    from mlops_dagster import ParquetIOManager
+
+    io_key = "mlops_io_manager"
+    cv = table.code_versions
+
+    def feature_asset(g: Group) -> dg.AssetsDefinition:
+        @dg.asset(
+            key=["features", g.name],
+            group_name="features",
+            description=f"Benchmark feature group {g.name}\n\nInputs: {', '.join(g.inputs)}.",
+            kinds={"pandas", "parquet"},
+            owners=["team:data"],
+            ins={f"{p}_dataset": dg.AssetIn(key=[p, "dataset"]) for p in g.inputs},
+            code_version=cv[f"features/{g.name}"],
+            io_manager_key=io_key,
+            metadata={"mlops/consumers": list(g.consumers), "mlops/pii": ["email"]},
+        )
+        def _feature_group(context: dg.AssetExecutionContext, **inputs: pd.DataFrame) -> pd.DataFrame:
+            return pd.concat(inputs.values())
+
+        return _feature_group
+
+    def pipeline_assets(p: Pipeline) -> list[dg.AssetsDefinition]:
+        parts = (
+            dg.DailyPartitionsDefinition(start_date="2026-01-01", end_date="2026-07-01")
+            if p.partitioned
+            else None
+        )
+
+        @dg.asset(
+            key=[p.name, "dataset"],
+            group_name=p.name,
+            description=f"Raw dataset of `{p.name}` from its {p.source} source.",
+            kinds={"pandas", "parquet", "duckdb"} if p.source == "sql" else {"pandas", "parquet"},
+            owners=p.owners,
+            code_version=cv[f"{p.name}/dataset"],
+            partitions_def=parts,
+            backfill_policy=dg.BackfillPolicy.single_run() if parts else None,
+            io_manager_key=io_key,
+            metadata={"mlops/pipeline": p.name, "mlops/source": {p.source: "..."}},
+        )
+        def _dataset(context: dg.AssetExecutionContext) -> pd.DataFrame:
+            return pd.DataFrame()
+
+        ins = {"dataset": dg.AssetIn(key=[p.name, "dataset"])}
+        ins.update({f"group_{g}": dg.AssetIn(key=["features", g]) for g in p.groups})
+
+        @dg.asset(
+            key=[p.name, "training_set"],
+            group_name=p.name,
+            description=f"Point-in-time correct join of `{p.name}` labels with its feature groups.",
+            kinds={"pandas", "parquet"},
+            owners=p.owners,
+            ins=ins,
+            code_version=cv[f"{p.name}/training_set"],
+            io_manager_key=io_key,
+        )
+        def _training_set(
+            context: dg.AssetExecutionContext, dataset: pd.DataFrame, **groups: pd.DataFrame
+        ) -> pd.DataFrame:
+            return dataset
+
+        @dg.asset(
+            key=[p.name, "candidate"],
+            group_name=p.name,
+            description=f"A newly trained model for `{p.name}`.",
+            kinds={"scikitlearn", "bentoml"},
+            owners=p.owners,
+            ins={"training_set": dg.AssetIn(key=[p.name, "training_set"])},
+            code_version=cv[f"{p.name}/candidate"],
+        )
+        def _candidate(context: dg.AssetExecutionContext, training_set: pd.DataFrame) -> dg.MaterializeResult:
+            return dg.MaterializeResult()
+
+        @dg.asset(
+            key=[p.name, "champion"],
+            group_name=p.name,
+            description=f"The `{p.name}` model in service.",
+            kinds={"bentoml"},
+            owners=p.owners,
+            ins={"training_set": dg.AssetIn(key=[p.name, "training_set"])},
+            deps=[[p.name, "candidate"]],
+            code_version=cv[f"{p.name}/champion"],
+            output_required=False,
+        )
+        def _champion(
+            context: dg.AssetExecutionContext, config: ChampionConfig, training_set: pd.DataFrame
+        ) -> dg.MaterializeResult:
+            return dg.MaterializeResult()
+
+        return [_dataset, _training_set, _candidate, _champion]
+
+    assets: list[dg.AssetsDefinition] = [feature_asset(g) for g in table.groups]
+    jobs = []
+    for p in table.pipelines:
+        assets.extend(pipeline_assets(p))
+        jobs.append(
+            dg.define_asset_job(
+                name=f"{p.name}__retrain",
+                selection=dg.AssetSelection.assets(
+                    *(["features", g] for g in p.groups),
+                    [p.name, "training_set"],
+                    [p.name, "candidate"],
+                    [p.name, "champion"],
+                ),
+                description=f"Retrain `{p.name}`: fresh features -> training set -> candidate -> champion.",
+                tags={"mlops/pipeline": p.name},
+            )
+        )
+    defs = dg.Definitions(assets=assets, jobs=jobs, resources={io_key: ParquetIOManager()})
+    defs.resolve_asset_graph()
+    return defs
+
+
+# --------------------------------------------------------------------------------------------------
+# checks and measurement
+
+
+def graph_signature(graph: Any) -> dict[str, Any]:
+    """What both sides must agree on: per asset key its deps, group, partitions, kinds, owners, versions."""
+    out: dict[str, Any] = {}
+    for node in graph.asset_nodes:
+        key = node.key.to_user_string()
+        out[key] = (
+            sorted(k.to_user_string() for k in node.parent_keys),
+            node.group_name,
+            repr(node.partitions_def),
+            sorted(node.kinds),
+            sorted(node.owners),
+            node.code_version,
+            node.io_manager_key,
+        )
+    return out
+
+
+def jobs_signature(defs: dg.Definitions) -> dict[str, list[str]]:
+    repo = defs.get_repository_def()
+    return {
+        job.name: sorted(k.to_user_string() for k in job.asset_layer.selected_asset_keys)
+        for job in repo.get_all_jobs()
+        if not job.name.startswith("__")
+    }
+
+
+def code_versions_of(graph: Any) -> dict[str, str]:
+    return {node.key.to_user_string(): node.code_version for node in graph.asset_nodes}
+
+
+class FullCollections:
+    """Counts the collector's full (generation 2) passes: one costs ~0.15 s on a heap this size."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "stop" and info["generation"] == 2:
+            self.count += 1
+
+
+@dataclass
+class Series:
+    times: list[float] = field(default_factory=list)
+    full_gcs: list[int] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+    @property
+    def min(self) -> float:
+        return min(self.times)
+
+
+def timed(fn: Callable[[], Any], series: Series, counter: FullCollections, gc_paused: bool) -> None:
+    """Time one call from a freshly collected heap, with the collector running (default) or paused."""
+    gc.collect()
+    before = counter.count
+    if gc_paused:
+        gc.disable()
+    try:
+        t0 = time.perf_counter()
+        result = fn()
+        dt = time.perf_counter() - t0
+    finally:
+        gc.enable()
+    series.times.append(dt)
+    series.full_gcs.append(counter.count - before)
+    del result
+
+
+def machine() -> str:
+    import pydantic
+    import yaml
+
+    return (
+        f"{platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"dagster {dg.__version__}, pydantic {pydantic.VERSION}, PyYAML {yaml.__version__} "
+        f"(libyaml {'yes' if yaml.__with_libyaml__ else 'no'}), mlops_dagster {version('mlops_dagster')}"
+    )
+
+
+def profile_plugin(folder: Path, top: int = 30) -> None:
+    prof = cProfile.Profile()
+    prof.enable()
+    build_plugin(folder)
+    prof.disable()
+    stats = pstats.Stats(prof, stream=sys.stdout)
+    stats.sort_stats("cumulative").print_stats(top)
+    stats.sort_stats("tottime").print_stats(top)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pipelines", type=int, default=200)
+    parser.add_argument("--groups", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--profile", action="store_true", help="cProfile one plugin build and print it")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")  # Beta/Preview warnings cost the same on both sides; keep output clean
+
+    with tempfile.TemporaryDirectory(prefix="mlops-defs-load-") as tmp:
+        root = Path(tmp)
+        pipelines, groups = make_graph(args.pipelines, args.groups)
+        folder = write_specs(root, pipelines, groups)
+        sys.path.insert(0, str(root))
+
+        # Warm-up (imports, pydantic/dagster first-use costs); also yields the literal code versions.
+        plugin_defs = build_plugin(folder)
+        table = BaselineTable(pipelines, groups, code_versions_of(plugin_defs.resolve_asset_graph()))
+        baseline_defs = build_baseline(table)
+        plugin_sig = graph_signature(plugin_defs.resolve_asset_graph())
+        baseline_sig = graph_signature(baseline_defs.resolve_asset_graph())
+        if jobs_signature(plugin_defs) != jobs_signature(baseline_defs):
+            raise SystemExit("baseline and plugin jobs differ")
+        if plugin_sig != baseline_sig:
+            diff = sorted(
+                k for k in plugin_sig.keys() | baseline_sig.keys() if plugin_sig.get(k) != baseline_sig.get(k)
+            )
+            raise SystemExit(f"baseline and plugin graphs differ, e.g. {diff[:5]}")
+        n_assets = len(plugin_sig)
+        n_jobs = len(pipelines)
+        del plugin_defs, baseline_defs
+
+        phases: dict[str, list[float]] = {}
+        counter = FullCollections()
+        runs = {(side, paused): Series() for side in ("plugin", "baseline") for paused in (False, True)}
+        for _ in range(args.rounds):
+            for paused in (False, True):
+                timed(
+                    functools.partial(build_plugin, folder, None if paused else phases),
+                    runs["plugin", paused],
+                    counter,
+                    paused,
+                )
+                timed(lambda: build_baseline(table), runs["baseline", paused], counter, paused)
+
+        if args.profile:
+            profile_plugin(folder)
+
+    leaked = [m for m in HEAVY if m in sys.modules]
+    assert not leaked, f"building definitions imported heavy libraries: {leaked}"
+
+    print(f"Machine: {machine()}")
+    print(
+        f"Graph: {args.pipelines} pipelines ({sum(p.partitioned for p in pipelines)} daily-partitioned), "
+        f"{args.groups} feature groups, {n_assets} assets, {n_jobs} jobs; "
+        f"{args.rounds} alternating rounds after one warm-up\n"
+    )
+    print("| build+validate | assets | GC | median s | min s | full GC passes |")
+    print("| --- | ---: | --- | ---: | ---: | ---: |")
+    ratios = {}
+    for paused, mode in ((False, "on"), (True, "paused")):
+        plugin, baseline = runs["plugin", paused], runs["baseline", paused]
+        for label, series in (
+            ("(a) plugin: load_specs + build_definitions + resolve_asset_graph", plugin),
+            ("(b) baseline: hand-written @dg.asset + Definitions + resolve_asset_graph", baseline),
+        ):
+            gcs = statistics.median(series.full_gcs)
+            print(f"| {label} | {n_assets} | {mode} | {series.median:.3f} | {series.min:.3f} | {gcs:g} |")
+        ratios[mode] = plugin.median / baseline.median
+        print(
+            f"| **ratio plugin / baseline** (target <= {TARGET_RATIO}) | | {mode} | "
+            f"**{ratios[mode]:.2f}** | {plugin.min / baseline.min:.2f} | |"
+        )
+    print()
+    print(
+        "Plugin phases, GC on (median s): "
+        + ", ".join(f"{name} {statistics.median(ts):.3f}" for name, ts in phases.items())
+    )
+    print(f"Heavy libraries imported: {leaked or 'none'} (checked: {', '.join(HEAVY)})")
+    if ratios["on"] > TARGET_RATIO:
+        print(f"Ratio {ratios['on']:.2f} is above the target {TARGET_RATIO}; --profile shows where it goes.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

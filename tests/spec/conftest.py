@@ -1,9 +1,0 @@
-"""Make the project root importable (the library and the demo's `assets` package live there)."""
-
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
