@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +18,7 @@ import dagster as dg
 from assets import feed
 
 RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the UI keeps the full logs
 
 
 def _materialized_partitions(instance: dg.DagsterInstance, key: dg.AssetKey) -> set[str]:
@@ -48,9 +51,7 @@ def land_and_load(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[st
     return lines
 
 
-def _days(start, end):  # type: ignore[no-untyped-def]
-    from datetime import timedelta
-
+def _days(start: date, end: date) -> Iterator[date]:
     day = start
     while day <= end:
         yield day
@@ -59,7 +60,9 @@ def _days(start, end):  # type: ignore[no-untyped-def]
 
 def retrain(defs: dg.Definitions, instance: dg.DagsterInstance, pipeline: str) -> bool:
     job = defs.resolve_job_def(f"{pipeline}__retrain")
-    result = job.execute_in_process(instance=instance, tags={"mlops/trigger": "demo"}, raise_on_error=False)
+    result = job.execute_in_process(
+        instance=instance, tags={"mlops/trigger": "demo"}, run_config=QUIET, raise_on_error=False
+    )
     return result.success
 
 
@@ -73,7 +76,7 @@ def main() -> int:
     started = time.perf_counter()
     from definitions import defs
     from mlops_dagster.registry.records import current_champion
-    from mlops_dagster.registry.store import card_path
+    from mlops_dagster.registry.store import card_path, read_card
 
     instance = dg.DagsterInstance.get()
     for line in land_and_load(defs, instance):
@@ -89,8 +92,11 @@ def main() -> int:
         if champion is None:
             print(f"{pipeline}: no champion (the candidate did not pass the gates)")
             continue
-        metrics = ", ".join(f"{k}={v:.3f}" for k, v in list(champion.metrics.items())[:3])
-        print(f"{pipeline}: champion {champion.version} ({champion.decision}; {metrics})")
+        metric = read_card(pipeline, champion.version)["metric"]
+        print(
+            f"{pipeline}: champion {champion.version} ({champion.decision}; "
+            f"holdout {metric}={champion.metrics[metric]:.3f})"
+        )
         print(f"  model card: {card_path(pipeline, champion.version)}")
     print(f"\nregistry: mlops-dagster registry list churn   (instance: {Path(os.environ['DAGSTER_HOME'])})")
     print(f"make demo wall time: {time.perf_counter() - started:.1f} s")

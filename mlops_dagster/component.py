@@ -30,8 +30,6 @@ from pydantic import BaseModel, Field, create_model
 from mlops_dagster.component_scaffolder import MLPipelineComponentScaffolder
 from mlops_dagster.errors import SpecError, SpecIssue
 from mlops_dagster.factory.build import build_definitions
-from mlops_dagster.factory.dataset import IO_MANAGER_KEY
-from mlops_dagster.io.parquet import ParquetIOManager
 
 # Private loader helpers, imported in this one place: reading `feature_groups:` files the way
 # `load_specs` does, so their errors carry file:line exactly as for spec files.
@@ -40,10 +38,6 @@ from mlops_dagster.spec.models import FeatureGroupSpec, PipelineSpec, StrictMode
 
 if TYPE_CHECKING:
     from dagster_shared.yaml_utils.source_position import SourcePositionTree
-
-# Every component's Definitions binds this same instance: Dagster merges the Definitions of a
-# project's components and refuses two different objects under one resource key.
-_IO_MANAGER = ParquetIOManager()
 
 
 class FeatureGroupAttributes(StrictModel):
@@ -115,7 +109,6 @@ class MLPipelineComponent(dg.Component):
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         return build_definitions(
             self.spec,
-            resources={IO_MANAGER_KEY: _IO_MANAGER},
             define_feature_groups=self.define_feature_groups,
         )
 

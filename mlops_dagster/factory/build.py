@@ -24,6 +24,10 @@ from mlops_dagster.io.parquet import ParquetIOManager
 from mlops_dagster.spec.loader import load_specs
 from mlops_dagster.spec.models import FeatureGroupSpec, PipelineSpec
 
+# One shared default instance: Dagster refuses to merge Definitions (several components, or several
+# build_definitions calls) that bind different objects under the same resource key.
+DEFAULT_IO_MANAGER = ParquetIOManager()
+
 
 def _collect(specs_or_paths: Iterable[PipelineSpec | str | Path]) -> list[PipelineSpec]:
     specs: list[PipelineSpec] = []
@@ -92,7 +96,7 @@ def build_definitions(
     for spec in specs:
         assets.extend(pipeline_assets(spec))
         jobs.append(retrain_job(spec))
-    io_manager = ParquetIOManager()
+    io_manager = DEFAULT_IO_MANAGER
     if environment:
         from mlops_dagster.io.parquet import default_storage_root
 
