@@ -2,7 +2,7 @@
 
 `demo__advance_day` lands the next simulated day (with a chosen scenario) for both pipelines.
 `demo__landing_sensor` sees the days the feed has recorded and materializes those dataset partitions,
-one run per pipeline for all new days at once (the dataset assets run partition ranges in one run).
+one run per pipeline and day (quality checks are evaluated and recorded per partition).
 """
 
 from datetime import date, timedelta
@@ -61,20 +61,17 @@ def landing_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.
     days = landed_days_after(context.cursor)
     if not days:
         return dg.SkipReason("no new simulated day has landed")
-    first, last = days[0], days[-1]
     requests = [
         dg.RunRequest(
-            run_key=f"{p}:{first}..{last}",
+            run_key=f"{p}:{day}",
             asset_selection=[dg.AssetKey([p, "dataset"])],
-            tags={
-                "dagster/asset_partition_range_start": first,
-                "dagster/asset_partition_range_end": last,
-                "mlops/trigger": "landing",
-            },
+            partition_key=day,
+            tags={"mlops/trigger": "landing"},
         )
+        for day in days
         for p in PIPELINES
     ]
-    return dg.SensorResult(run_requests=requests, cursor=last)
+    return dg.SensorResult(run_requests=requests, cursor=days[-1])
 
 
 def demo_definitions() -> dg.Definitions:

@@ -8,6 +8,7 @@ from typing import Any
 
 import dagster as dg
 
+from mlops_dagster.alerts import Notifier
 from mlops_dagster.factory.champion import build_champion_asset
 from mlops_dagster.factory.dataset import IO_MANAGER_KEY, build_dataset_asset
 from mlops_dagster.factory.features import build_feature_asset
@@ -21,12 +22,14 @@ from mlops_dagster.factory.keys import (
 )
 from mlops_dagster.factory.training import build_candidate_asset, build_training_set_asset
 from mlops_dagster.io.parquet import ParquetIOManager
+from mlops_dagster.sensors.quality import NOTIFIER_KEY, build_quality_sensor
 from mlops_dagster.spec.loader import load_specs
 from mlops_dagster.spec.models import FeatureGroupSpec, PipelineSpec
 
 # One shared default instance: Dagster refuses to merge Definitions (several components, or several
 # build_definitions calls) that bind different objects under the same resource key.
 DEFAULT_IO_MANAGER = ParquetIOManager()
+DEFAULT_NOTIFIER = Notifier(kind="log")
 
 
 def _collect(specs_or_paths: Iterable[PipelineSpec | str | Path]) -> list[PipelineSpec]:
@@ -76,7 +79,8 @@ def build_definitions(
         specs_or_paths: `PipelineSpec`s and/or paths of YAML files or folders.
         environment: optional environment name (e.g. `dev`, `prod`): data is stored under
             `<storage root>/<environment>/` so environments never share files.
-        resources: resources overriding the defaults (`mlops_io_manager`: a `ParquetIOManager`).
+        resources: resources overriding the defaults (`mlops_io_manager`: a `ParquetIOManager`;
+            `mlops_notifier`: a `Notifier`, log-only by default).
         extra: further `Definitions` merged in (the demo's own jobs and sensors, for example).
         define_feature_groups: when False, the `features/<g>` assets the pipelines consume are not
             defined here but referenced by key: another `Definitions` (another component) defines them.
@@ -92,15 +96,25 @@ def build_definitions(
     assets: list[dg.AssetsDefinition] = (
         [build_feature_asset(g) for g in groups.values()] if define_feature_groups else []
     )
-    jobs = []
+    jobs, sensors = [], []
+    group_checks = {a.key: list(a.check_keys) for a in assets}
     for spec in specs:
-        assets.extend(pipeline_assets(spec))
-        jobs.append(retrain_job(spec))
+        mine = pipeline_assets(spec)
+        assets.extend(mine)
+        job = retrain_job(spec)
+        jobs.append(job)
+        check_keys = [k for a in mine for k in a.check_keys]
+        check_keys += [k for g in spec.feature_groups for k in group_checks.get(feature_key(g.name), [])]
+        sensors.append(build_quality_sensor(spec, check_keys, job))
     io_manager = DEFAULT_IO_MANAGER
     if environment:
         from mlops_dagster.io.parquet import default_storage_root
 
         io_manager = ParquetIOManager(base_path=str(Path(default_storage_root()) / environment / "data"))
-    all_resources: dict[str, Any] = {IO_MANAGER_KEY: io_manager, **(resources or {})}
-    defs = dg.Definitions(assets=assets, jobs=jobs, resources=all_resources)
+    all_resources: dict[str, Any] = {
+        IO_MANAGER_KEY: io_manager,
+        NOTIFIER_KEY: DEFAULT_NOTIFIER,
+        **(resources or {}),
+    }
+    defs = dg.Definitions(assets=assets, jobs=jobs, sensors=sensors, resources=all_resources)
     return dg.Definitions.merge(defs, *extra) if extra else defs

@@ -1,23 +1,30 @@
 """The `features/<g>` asset: one per feature group, shared by every consumer pipeline."""
 
+from collections.abc import Iterator
+from typing import Any
+
 import dagster as dg
 import pandas as pd
 
 from mlops_dagster.factory.dataset import IO_MANAGER_KEY
 from mlops_dagster.factory.keys import FEATURES_GROUP, dataset_key, feature_key
 from mlops_dagster.factory.metadata import frame_metadata, versioned_output
+from mlops_dagster.factory.quality_checks import check_specs, expectation_results, failure_report
 from mlops_dagster.factory.versions import code_version
 from mlops_dagster.features.groups import run_transform
 from mlops_dagster.io.parquet import content_hash
+from mlops_dagster.io.quarantine import Quarantine
 from mlops_dagster.spec.models import FeatureGroupSpec
 
 
 def build_feature_asset(group: FeatureGroupSpec) -> dg.AssetsDefinition:
+    key = feature_key(group.name)
     ins = {f"{p}_dataset": dg.AssetIn(key=dataset_key(p)) for p in group.inputs}
     consumers = ", ".join(f"`{c}`" for c in group.consumers) or "none"
+    checks = check_specs(key, group.quality.expectations, None, schema_guard=False)
 
     @dg.asset(
-        key=feature_key(group.name),
+        key=key,
         group_name=FEATURES_GROUP,
         description=(
             f"{group.description}\n\nInputs: {', '.join(group.inputs)}. Consumers: {consumers}. "
@@ -31,11 +38,31 @@ def build_feature_asset(group: FeatureGroupSpec) -> dg.AssetsDefinition:
         ),
         io_manager_key=IO_MANAGER_KEY,
         metadata={"mlops/consumers": list(group.consumers), "mlops/pii": list(group.pii)},
+        check_specs=checks,
+        output_required=False,
+        required_resource_keys={IO_MANAGER_KEY},
     )
-    def _feature_group(context: dg.AssetExecutionContext, **inputs: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+    def _feature_group(context: dg.AssetExecutionContext, **inputs: pd.DataFrame) -> Iterator[Any]:
         frames = [inputs[name] for name in ins]
         source = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         out = run_transform(group, source)
-        return versioned_output(out, frame_metadata(out), content_hash(out))
+        if not checks:
+            yield versioned_output(out, frame_metadata(out), content_hash(out))
+            return
+        from mlops_dagster.quality.runner import run_expectations
+
+        results = expectation_results(key, run_expectations(out, group.quality.expectations), None)
+        quarantine = Quarantine.for_io_manager(getattr(context.resources, IO_MANAGER_KEY))
+        if all(r.passed for r in results):
+            quarantine.release(key, None)
+            yield versioned_output(out, frame_metadata(out), content_hash(out))
+        else:
+            report = failure_report(results, context.run_id)
+            where = quarantine.hold(key, None, report, frame=out)
+            context.log.error(
+                f"{key.to_user_string()}: blocking check(s) failed; output quarantined at {where}: "
+                + "; ".join(report["reasons"])
+            )
+        yield from results
 
     return _feature_group

@@ -67,6 +67,7 @@ class Meta:
     ESTIMATOR = "mlops/estimator"
     PREVIEW = "mlops/preview"
     TRIGGER = "mlops/trigger"
+    DATASET_SCHEMA = "mlops/dataset_schema"
 
 
 class Tags:

@@ -66,9 +66,20 @@ def build_training_set_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
     ) -> dg.Output[pd.DataFrame]:
         frames = {name.removeprefix("group_"): df for name, df in groups.items()}
         out = build_training_set(spec, dataset, frames)
-        return versioned_output(out, frame_metadata(out), content_hash(out))
+        metadata = {
+            **frame_metadata(out),
+            Meta.DATASET_SCHEMA: dg.MetadataValue.json({str(c): str(t) for c, t in dataset.dtypes.items()}),
+        }
+        return versioned_output(out, metadata, content_hash(out))
 
     return _training_set
+
+
+def _latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, name: str) -> Any:
+    event = instance.get_latest_materialization_event(key)
+    mat = event.asset_materialization if event else None
+    entry = mat.metadata.get(name) if mat else None
+    return getattr(entry, "value", entry)
 
 
 def _latest_data_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
@@ -118,6 +129,9 @@ def build_candidate_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
             run_id=context.run_id,
             trigger=trigger,
         )
+        card["dataset_schema"] = _latest_metadata(
+            context.instance, training_set_key(spec.name), Meta.DATASET_SCHEMA
+        )
         stored = save_version(spec.name, result.model, card, markdown)
         context.log.info(
             f"stored {stored.tag} (sha256 {stored.sha256}); "
@@ -133,6 +147,7 @@ def build_candidate_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
                 Meta.TRAINING_DATA_VERSION: card["training_set_data_version"],
                 Meta.MODEL_CARD: dg.MetadataValue.path(str(_card_file(stored.path))),
                 Meta.TRIGGER: trigger,
+                Meta.DATASET_SCHEMA: dg.MetadataValue.json(card["dataset_schema"] or {}),
                 "mlops/train_rows": result.train_rows,
                 "mlops/holdout_rows": result.holdout_rows,
                 **metrics_metadata(result.metrics),

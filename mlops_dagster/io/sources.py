@@ -43,6 +43,17 @@ def _read_uri(spec: PipelineSpec, partition: str | None) -> pd.DataFrame:
         raise DataError(f"{spec.name}: cannot read {path}: {e}") from e
 
 
+def source_bytes(spec: PipelineSpec, partition: str | None) -> tuple[bytes | None, str]:
+    """The raw bytes of a uri source (kept in quarantine when they cannot even be parsed)."""
+    if spec.dataset.source.kind != "uri":
+        return None, ""
+    path = resolve_uri(spec, partition)
+    if not path.exists():
+        return None, ""
+    with path.open("rb") as f:
+        return f.read(), "".join(path.suffixes[-1:])
+
+
 def _read_sql(spec: PipelineSpec, partition: str | None) -> pd.DataFrame:
     import duckdb
 
@@ -77,28 +88,3 @@ def read_source(spec: PipelineSpec, context: Any, partition: str | None) -> pd.D
     if kind == "sql":
         return _read_sql(spec, partition)
     return _call_python(spec, context)
-
-
-def required_columns(spec: PipelineSpec) -> list[str]:
-    ds = spec.dataset
-    return [ds.entity, ds.timestamp, ds.label, *(spec.model.features or [])]
-
-
-def check_dataset(spec: PipelineSpec, df: pd.DataFrame, partition: str | None) -> pd.DataFrame:
-    """Reject a batch that cannot be used at all (empty, missing columns, unparseable timestamps).
-
-    Column-level quality rules (nulls, ranges, types) are the quality checks' job, not this one's.
-    """
-    where = f"{spec.name}/dataset" + (f" partition {partition}" if partition else "")
-    if df.empty:
-        raise DataError(f"{where}: the batch is empty (0 rows)")
-    missing = [c for c in required_columns(spec) if c not in df.columns]
-    if missing:
-        raise DataError(f"{where}: missing column(s) {missing}; the batch has {list(df.columns)}")
-    ts = spec.dataset.timestamp
-    if not pd.api.types.is_datetime64_any_dtype(df[ts]):
-        try:
-            df = df.assign(**{ts: pd.to_datetime(df[ts])})
-        except (ValueError, TypeError) as e:
-            raise DataError(f"{where}: column {ts!r} (timestamp) is not parseable as datetimes: {e}") from e
-    return df.reset_index(drop=True)

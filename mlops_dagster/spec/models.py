@@ -119,6 +119,10 @@ class ExpectationSpec(BaseModel):
 
 class QualitySpec(StrictModel):
     expectations: list[ExpectationSpec] = Field(default_factory=list)
+    allow_new_columns: bool = Field(
+        False,
+        description="Accept columns the champion was not trained with (the schema guard fails otherwise)",
+    )
 
 
 class ModelSpec(StrictModel):

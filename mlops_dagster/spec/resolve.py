@@ -123,19 +123,33 @@ def _check_group(group: FeatureGroupSpec) -> list[SpecIssue]:
     return []
 
 
+def _check_expectations(spec: PipelineSpec | FeatureGroupSpec) -> list[SpecIssue]:
+    if not spec.quality.expectations:
+        return []
+    from mlops_dagster.quality.expectations import validate_expectations
+
+    return [
+        _issue(spec, ("quality", "expectations", index, *((field,) if field else ())), problem)
+        for index, field, problem in validate_expectations(spec.quality.expectations)
+    ]
+
+
 def validate_deep(specs: Iterable[PipelineSpec]) -> None:
-    """Resolve every import path and scorer name the specs use.
+    """Resolve every import path, scorer name and Great Expectations expectation the specs use.
 
     Raises:
-        SpecError: listing each unresolvable estimator, transform, source or metric with file:line.
+        SpecError: listing each unresolvable estimator, transform, source, metric or expectation
+            with file:line.
     """
     issues: list[SpecIssue] = []
     seen: set[str] = set()
     for spec in specs:
         issues.extend(_check_pipeline(spec))
+        issues.extend(_check_expectations(spec))
         for group in spec.feature_groups:
             if group.name not in seen:
                 seen.add(group.name)
                 issues.extend(_check_group(group))
+                issues.extend(_check_expectations(group))
     if issues:
         raise SpecError(issues)

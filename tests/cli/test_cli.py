@@ -27,10 +27,7 @@ from mlops_dagster.registry import records
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINES = ROOT / "pipelines"
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-RANGE_TAGS = {
-    "dagster/asset_partition_range_start": "2026-01-01",
-    "dagster/asset_partition_range_end": "2026-01-14",
-}
+DAYS = [f"2026-01-{d:02d}" for d in range(1, 15)]
 BASE_PARAMS = "params: {max_iter: 100, random_state: 0}"
 BASE_ESTIMATOR = "sklearn.ensemble.HistGradientBoostingClassifier"
 
@@ -41,7 +38,7 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
     return code, out, err
 
 
-def _materialize(defs: dg.Definitions, selection: object, tags: dict[str, str] | None = None) -> None:
+def _materialize(defs: dg.Definitions, selection: object, partition: str | None = None) -> None:
     with warnings.catch_warnings(), dg.DagsterInstance.get() as instance:
         warnings.simplefilter("ignore")
         result = dg.materialize(
@@ -50,7 +47,7 @@ def _materialize(defs: dg.Definitions, selection: object, tags: dict[str, str] |
             instance=instance,
             resources=defs.resources,
             run_config=QUIET,
-            tags=tags,
+            partition_key=partition,
         )
     assert result.success
 
@@ -131,12 +128,24 @@ def test_console_script_validate() -> None:
 def test_importing_the_cli_loads_no_heavy_library() -> None:
     code = (
         "import sys, mlops_dagster.cli\n"
-        "heavy = [m for m in ('sklearn', 'bentoml', 'evidently', 'great_expectations', 'onnx') "
-        "if m in sys.modules]\n"
+        "heavy = [m for m in ('sklearn', 'bentoml', 'evidently', 'great_expectations', 'onnx', "
+        "'onnxruntime') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "mlops_dagster.cli", "validate", "pipelines"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "churn:" in done.stdout and "demand:" in done.stdout
 
 
 # ------------------------------------------------------------------------------------------------
@@ -178,7 +187,8 @@ def test_registry_list_show_promote_rollback(
     storage: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     defs = build_definitions(PIPELINES)
-    _materialize(defs, [dg.AssetKey(["churn", "dataset"])], tags=RANGE_TAGS)
+    for day in DAYS:
+        _materialize(defs, [dg.AssetKey(["churn", "dataset"])], partition=day)
     _materialize(
         defs,
         dg.AssetSelection.assets(

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_dagster import build_definitions
+from mlops_dagster import ParquetIOManager, build_definitions
+from mlops_dagster.io.quarantine import Quarantine
 from mlops_dagster.registry import records
 
 PROJECT = Path(__file__).parents[1] / "projects" / "planted_future"
@@ -69,8 +70,13 @@ def project(
 
 
 def failure_text(result: dg.ExecuteInProcessResult) -> str:
+    """Step failures (with their causes) and the descriptions of failed checks."""
     parts = []
     for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            evaluation = event.event_specific_data
+            if not evaluation.passed:
+                parts.append(f"{evaluation.check_name}: {evaluation.description}")
         if event.is_step_failure and event.step_failure_data.error:
             err = event.step_failure_data.error
             while err is not None:
@@ -109,24 +115,38 @@ def transforms_on_path(monkeypatch):  # type: ignore[no-untyped-def]
     sys.modules.pop("transforms", None)
 
 
+# name: (change to a good frame, fragments the failure must contain, whether the batch is quarantined)
 CASES = {
-    "missing column": (lambda f: f.drop(columns=["score"]), "data.parquet", ["missing column", "'score'"]),
-    "empty batch": (lambda f: f.iloc[0:0], "data.parquet", ["empty", "0 rows"]),
-    "single-class label": (lambda f: f.assign(y=1), "data.parquet", ["label column 'y'", "single class"]),
+    "missing column": (
+        lambda f: f.drop(columns=["score"]),
+        ["mlops_schema_guard", "`score`", "missing"],
+        True,
+    ),
+    "empty batch": (lambda f: f.iloc[0:0], ["mlops_schema_guard", "empty (0 rows)"], True),
+    "timestamp not parseable": (
+        lambda f: f.assign(ts="yesterday"),
+        ["`ts` (timestamp)", "not datetimes"],
+        True,
+    ),
+    "null entity": (
+        lambda f: f.assign(user=f["user"].astype(float).where(f.index % 5 != 0)),
+        ["`user` (entity)", "null value(s)"],
+        True,
+    ),
+    "single-class label": (lambda f: f.assign(y=1), ["label column 'y'", "single class"], False),
     "null labels": (
         lambda f: f.assign(y=f["y"].astype(float).where(f.index % 7 != 0)),
-        "data.parquet",
         ["label column 'y'", "null"],
+        False,
     ),
-    "timestamp not parseable": (lambda f: f.assign(ts="yesterday"), "data.parquet", ["'ts'", "timestamp"]),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_data_fails_clearly_and_promotes_nothing(case, tmp_path, storage):  # type: ignore[no-untyped-def]
-    change, uri, expected = CASES[case]
+    change, expected, quarantined = CASES[case]
     before = _store_versions("tiny")
-    root = project(tmp_path / "p", data=change(frame()), uri=uri)
+    root = project(tmp_path / "p", data=change(frame()))
     result, instance = run_all(root)
     assert not result.success
     text = failure_text(result)
@@ -135,6 +155,10 @@ def test_bad_data_fails_clearly_and_promotes_nothing(case, tmp_path, storage):  
     assert records.current_champion(instance, "tiny") is None
     assert _store_versions("tiny") == before  # no version written
     assert _leftovers(storage) == []
+    held = Quarantine(ParquetIOManager().root()).get(dg.AssetKey(["tiny", "dataset"]), None)
+    assert (held is not None) == quarantined
+    if quarantined:
+        assert any(fragment in " ".join(held.reasons) for fragment in expected[1:])
 
 
 def test_missing_source_file_names_the_path(tmp_path, storage):  # type: ignore[no-untyped-def]

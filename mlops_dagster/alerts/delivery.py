@@ -1,0 +1,195 @@
+"""POST one JSON body with bounded retries, standard library only; never raises, never shows secrets.
+
+Retried: connection errors, timeouts, HTTP 429 and 5xx (honouring a small `Retry-After`). Not retried:
+other 4xx, redirects (never followed, so the `Authorization` header cannot travel to another host) and
+malformed requests. The wait before attempt n+1 is exponential with jitter, capped at
+`BACKOFF_CAP_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import random
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import Message
+from email.utils import parsedate_to_datetime
+from urllib.parse import parse_qsl, urlsplit
+
+BACKOFF_CAP_SECONDS = 10.0
+RETRY_AFTER_LIMIT_SECONDS = 10.0  # a larger Retry-After is ignored in favour of the normal backoff
+_ERROR_BODY_CHARS = 200
+_MASK = "***"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one POST came to: an HTTP status, or none if no response arrived."""
+
+    status: int | None
+    reason: str
+    retryable: bool
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The outcome of all attempts: `reason` is the last failure ("" when delivered)."""
+
+    ok: bool
+    attempts: int
+    status: int | None
+    reason: str
+
+
+def post_json(
+    url: str,
+    body: bytes,
+    *,
+    headers: Mapping[str, str],
+    timeout: float,
+    max_attempts: int,
+    backoff_seconds: float,
+    on_retry: Callable[[int, Attempt, float], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Delivery:
+    """POST `body` to `url` until a 2xx, a non-retryable answer, or `max_attempts` attempts.
+
+    `on_retry(attempt_number, attempt, delay)` is called before each wait, e.g. to log it.
+    """
+    opener = urllib.request.build_opener(_NoRedirect())
+    attempt = Attempt(None, "not attempted", retryable=False)
+    number = 0
+    for number in range(1, max(1, max_attempts) + 1):
+        attempt = _post_once(opener, url, body, headers, timeout)
+        if attempt.ok:
+            return Delivery(ok=True, attempts=number, status=attempt.status, reason="")
+        if not attempt.retryable or number >= max_attempts:
+            break
+        delay = backoff_delay(number, backoff_seconds, attempt.retry_after)
+        if on_retry is not None:
+            on_retry(number, attempt, delay)
+        sleep(delay)
+    return Delivery(ok=False, attempts=number, status=attempt.status, reason=attempt.reason)
+
+
+def backoff_delay(
+    attempt: int,
+    backoff_seconds: float,
+    retry_after: float | None = None,
+    rand: Callable[[], float] = random.random,
+) -> float:
+    """Seconds to wait after failed attempt number `attempt` (1-based).
+
+    A server's `Retry-After` of at most `RETRY_AFTER_LIMIT_SECONDS` wins; otherwise
+    `backoff_seconds * 2**(attempt-1)`, capped at `BACKOFF_CAP_SECONDS`, with "equal jitter" (a uniform
+    draw from the upper half), so concurrent senders spread out but never retry instantly.
+    """
+    if retry_after is not None and 0 <= retry_after <= RETRY_AFTER_LIMIT_SECONDS:
+        return retry_after
+    ceiling = min(BACKOFF_CAP_SECONDS, max(0.0, backoff_seconds) * 2 ** min(attempt - 1, 30))
+    return ceiling / 2 + rand() * ceiling / 2
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """`Retry-After` as seconds: either delta-seconds ("3") or an HTTP date; None if absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def redact_url(url: str) -> str:
+    """Scheme, host and port only: webhook secrets live in paths (Slack) and query strings.
+
+    "https://hooks.slack.com/services/T0/B0/XXXX" -> "https://hooks.slack.com/***".
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<unparsable url>"
+    hidden = parts.path not in ("", "/") or parts.query or parts.fragment
+    return f"{parts.scheme}://{host}{port}" + (f"/{_MASK}" if hidden else "")
+
+
+def scrub(text: str, secrets: Sequence[str | None]) -> str:
+    """`text` with every secret (and every secret part of a secret URL) replaced by `***`."""
+    pieces: set[str] = set()
+    for secret in secrets:
+        if not secret:
+            continue
+        pieces.add(secret)
+        try:
+            parts = urlsplit(secret)
+            pieces.update(p for p in (parts.path, parts.query, parts.fragment, parts.password) if p)
+            pieces.update(value for _, value in parse_qsl(parts.query))
+        except ValueError:
+            pass
+    for piece in sorted((p for p in pieces if len(p) >= 4), key=len, reverse=True):
+        text = text.replace(piece, _MASK)
+    return text
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Refuse redirects: a 3xx becomes an HTTPError instead of a re-sent request with our headers."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        return None
+
+
+def _post_once(
+    opener: urllib.request.OpenerDirector, url: str, body: bytes, headers: Mapping[str, str], timeout: float
+) -> Attempt:
+    try:
+        request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
+        with opener.open(request, timeout=timeout) as response:
+            response.read()
+            return Attempt(response.status, f"HTTP {response.status}", retryable=False)
+    except urllib.error.HTTPError as e:  # a response, but not a 2xx (HTTPError is a URLError: first)
+        return _http_error(e)
+    except urllib.error.URLError as e:
+        if isinstance(e.reason, TimeoutError):
+            return Attempt(None, f"timed out after {timeout:g}s", retryable=True)
+        return Attempt(None, f"connection failed: {e.reason}", retryable=True)
+    except TimeoutError:  # connected, but the answer did not come in time
+        return Attempt(None, f"timed out after {timeout:g}s", retryable=True)
+    except (OSError, http.client.HTTPException) as e:  # reset, refused, bad status line...
+        return Attempt(None, f"connection failed: {type(e).__name__}: {e}", retryable=True)
+    except ValueError as e:  # malformed URL or header: retrying cannot help
+        return Attempt(None, f"invalid request: {e}", retryable=False)
+
+
+def _http_error(e: urllib.error.HTTPError) -> Attempt:
+    status = e.code
+    try:
+        snippet = e.read(_ERROR_BODY_CHARS).decode("utf-8", "replace")
+    except Exception:  # the body is only a hint for the log
+        snippet = ""
+    finally:
+        e.close()
+    snippet = " ".join(snippet.split())
+    reason = f"HTTP {status} {e.reason}".rstrip() + (f": {snippet}" if snippet else "")
+    retryable = status == 429 or status >= 500
+    headers: Message | None = e.headers
+    retry_after = parse_retry_after(headers.get("Retry-After")) if retryable and headers is not None else None
+    if status in (301, 302, 303, 307, 308):
+        reason += " (redirects are not followed: configure the final URL)"
+    return Attempt(status, reason, retryable=retryable, retry_after=retry_after)

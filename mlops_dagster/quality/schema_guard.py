@@ -1,0 +1,125 @@
+"""The built-in schema guard: every batch against the schema the current champion was trained on.
+
+Independent of the user's expectations. It names each change precisely ("column `tenure_months`:
+int64 -> object") and also checks what no model can train on: an empty batch, null entity keys,
+duplicate entity+timestamp rows, timestamps outside the partition, infinite numbers.
+Pure pandas: no Great Expectations here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+
+from mlops_dagster.spec.models import PipelineSpec
+
+GUARD_CHECK_NAME = "mlops_schema_guard"
+
+
+@dataclass(frozen=True)
+class GuardResult:
+    passed: bool
+    problems: list[str] = field(default_factory=list)
+    schema: dict[str, str] = field(default_factory=dict)
+
+
+def dtype_family(dtype: str) -> str:
+    """Coarse dtype families: ints and floats are compatible (nulls turn ints into floats)."""
+    d = dtype.lower()
+    if d.startswith(("int", "uint", "float")) or d in ("int64", "float64"):
+        return "number"
+    if d.startswith("bool"):
+        return "bool"
+    if d.startswith("datetime"):
+        return "datetime"
+    if d in ("object", "string", "category", "str") or d.startswith(("string", "category")):
+        return "text"
+    return d
+
+
+def _schema_problems(df: pd.DataFrame, champion: dict[str, str], allow_new: bool) -> list[str]:
+    problems = []
+    missing = [c for c in champion if c not in df.columns]
+    new = [c for c in df.columns if c not in champion]
+    for col in missing:
+        hint = f" (renamed to one of {new}?)" if new else ""
+        problems.append(f"column `{col}`: missing (the champion was trained with it){hint}")
+    if new and not allow_new:
+        problems.extend(
+            f"column `{c}`: new, not in the champion's schema "
+            "(set quality.allow_new_columns: true to accept new columns)"
+            for c in new
+        )
+    for col, was in champion.items():
+        if col in df.columns:
+            now = str(df[col].dtype)
+            if dtype_family(now) != dtype_family(was):
+                problems.append(f"column `{col}`: {was} -> {now}")
+    return problems
+
+
+def _window(partition: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    day = date.fromisoformat(partition)
+    return pd.Timestamp(day), pd.Timestamp(day + timedelta(days=1))
+
+
+def guard_batch(
+    df: pd.DataFrame,
+    spec: PipelineSpec,
+    partition: str | None,
+    champion_schema: dict[str, str] | None,
+    allow_new_columns: bool = False,
+) -> GuardResult:
+    """Check one raw batch; returns every problem found (not just the first)."""
+    ds = spec.dataset
+    schema = {str(c): str(t) for c, t in df.dtypes.items()}
+    if df.empty:
+        return GuardResult(False, ["the batch is empty (0 rows)"], schema)
+    problems: list[str] = []
+    roles = {
+        ds.entity: "entity",
+        ds.timestamp: "timestamp",
+        ds.label: "label",
+        **{c: "feature" for c in spec.model.features or []},
+    }
+    for col, role in roles.items():
+        if col not in df.columns:
+            problems.append(f"column `{col}` ({role}): missing from the batch")
+        elif df[col].isna().all():
+            problems.append(f"column `{col}` ({role}): all values are null")
+    if champion_schema:
+        already = {c for c in roles if c not in df.columns}  # reported above with their role
+        problems.extend(
+            _schema_problems(
+                df, {c: t for c, t in champion_schema.items() if c not in already}, allow_new_columns
+            )
+        )
+    if ds.entity in df.columns and (nulls := int(df[ds.entity].isna().sum())):
+        problems.append(f"column `{ds.entity}` (entity): {nulls} null value(s)")
+    if ds.timestamp in df.columns:
+        ts = df[ds.timestamp]
+        if not pd.api.types.is_datetime64_any_dtype(ts):
+            ts = pd.to_datetime(ts, errors="coerce")
+            if (bad := int(ts.isna().sum() - df[ds.timestamp].isna().sum())) > 0:
+                problems.append(f"column `{ds.timestamp}` (timestamp): {bad} value(s) are not datetimes")
+        if partition is not None:
+            start, end = _window(partition)
+            outside = int(((ts < start) | (ts >= end)).sum())
+            if outside:
+                problems.append(
+                    f"column `{ds.timestamp}` (timestamp): {outside} row(s) outside partition "
+                    f"{partition} [{start.date()}, {end.date()})"
+                )
+        if ds.entity in df.columns:
+            dupes = int(df.duplicated(subset=[ds.entity, ds.timestamp]).sum())
+            if dupes:
+                problems.append(f"columns `{ds.entity}` + `{ds.timestamp}`: {dupes} duplicate row(s)")
+    for col in df.columns:
+        if pd.api.types.is_float_dtype(df[col]):
+            infinite = int(np.isinf(df[col].to_numpy()).sum())
+            if infinite:
+                problems.append(f"column `{col}`: {infinite} infinite value(s)")
+    return GuardResult(not problems, problems, schema)
