@@ -49,8 +49,10 @@ lint: venv
 test: venv lint
 	$(BIN)/pytest -q -n 2 --dist loadfile
 
+bench: export BENTOML_HOME := $(CURDIR)/.dagster_home/bench-bentoml
 bench: venv
 	$(BIN)/python benchmarks/defs_load.py
+	$(BIN)/python benchmarks/quality.py
 
 lock: venv
 	$(BIN)/python -m pip install -q -e . 

@@ -22,7 +22,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from mlops_dagster.cli import registry, validate
+from mlops_dagster.cli import quarantine, registry, validate
 from mlops_dagster.cli.errors import CliError
 from mlops_dagster.cli.output import err
 from mlops_dagster.errors import MlopsDagsterError, SpecError
@@ -33,6 +33,7 @@ __all__ = ["GROUPS", "CliError", "build_parser", "main"]
 GROUPS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
     validate.register,
     registry.register,
+    quarantine.register,
 )
 
 

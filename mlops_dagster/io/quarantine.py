@@ -80,6 +80,13 @@ class Quarantine:
         folder.mkdir(parents=True, exist_ok=True)
         stored: list[str] = []
         if frame is not None:
+            if frame.columns.duplicated().any():  # Parquet needs unique names: number the repeats
+                names = [
+                    f"{c}__{i}" if frame.columns[:i].tolist().count(c) else str(c)
+                    for i, c in enumerate(frame.columns)
+                ]
+                frame = frame.set_axis(names, axis=1)
+                report = {**report, "note": "repeated column names were numbered to store the batch"}
             try:
                 write_parquet(frame, folder / DATA)
             except (ValueError, TypeError, OverflowError, ImportError):

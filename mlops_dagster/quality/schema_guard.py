@@ -8,6 +8,7 @@ Pure pandas: no Great Expectations here.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -27,26 +28,30 @@ class GuardResult:
 
 
 def dtype_family(dtype: str) -> str:
-    """Coarse dtype families: ints and floats are compatible (nulls turn ints into floats)."""
+    """Coarse dtype families: ints and floats are compatible (nulls turn ints into floats); naive and
+    timezone-aware datetimes are not (they can neither be compared nor stored in one column)."""
     d = dtype.lower()
     if d.startswith(("int", "uint", "float")) or d in ("int64", "float64"):
         return "number"
     if d.startswith("bool"):
         return "bool"
     if d.startswith("datetime"):
-        return "datetime"
+        return "datetime with timezone" if "," in d else "datetime"
     if d in ("object", "string", "category", "str") or d.startswith(("string", "category")):
         return "text"
     return d
 
 
-def _schema_problems(df: pd.DataFrame, champion: dict[str, str], allow_new: bool) -> list[str]:
+def _rename_hint(new: list[str]) -> str:
+    return f" (renamed to one of {new}?)" if new else ""
+
+
+def _schema_problems(dtypes: dict[str, str], champion: dict[str, str], allow_new: bool) -> list[str]:
     problems = []
-    missing = [c for c in champion if c not in df.columns]
-    new = [c for c in df.columns if c not in champion]
+    missing = [c for c in champion if c not in dtypes]
+    new = [c for c in dtypes if c not in champion]
     for col in missing:
-        hint = f" (renamed to one of {new}?)" if new else ""
-        problems.append(f"column `{col}`: missing (the champion was trained with it){hint}")
+        problems.append(f"column `{col}`: missing (the champion was trained with it){_rename_hint(new)}")
     if new and not allow_new:
         problems.extend(
             f"column `{c}`: new, not in the champion's schema "
@@ -54,8 +59,8 @@ def _schema_problems(df: pd.DataFrame, champion: dict[str, str], allow_new: bool
             for c in new
         )
     for col, was in champion.items():
-        if col in df.columns:
-            now = str(df[col].dtype)
+        if col in dtypes:
+            now = dtypes[col]
             if dtype_family(now) != dtype_family(was):
                 problems.append(f"column `{col}`: {was} -> {now}")
     return problems
@@ -75,6 +80,13 @@ def guard_batch(
 ) -> GuardResult:
     """Check one raw batch; returns every problem found (not just the first)."""
     ds = spec.dataset
+    repeated = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
+    if repeated:  # only a python source can return this; every other check would be ambiguous
+        return GuardResult(
+            False,
+            [f"column(s) {repeated} appear more than once in the batch"],
+            {str(c): "duplicated" for c in repeated},
+        )
     schema = {str(c): str(t) for c, t in df.dtypes.items()}
     if df.empty:
         return GuardResult(False, ["the batch is empty (0 rows)"], schema)
@@ -85,28 +97,48 @@ def guard_batch(
         ds.label: "label",
         **{c: "feature" for c in spec.model.features or []},
     }
+    new = [c for c in schema if c not in champion_schema] if champion_schema else []
     for col, role in roles.items():
         if col not in df.columns:
-            problems.append(f"column `{col}` ({role}): missing from the batch")
+            problems.append(f"column `{col}` ({role}): missing from the batch{_rename_hint(new)}")
         elif df[col].isna().all():
             problems.append(f"column `{col}` ({role}): all values are null")
+    ts, unparsed, mixed = None, 0, False
+    if ds.timestamp in df.columns:
+        ts = df[ds.timestamp]
+        if not pd.api.types.is_datetime64_any_dtype(ts):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # format inference, mixed time zones: reported below
+                ts = pd.to_datetime(ts, errors="coerce")
+            unparsed = int(ts.isna().sum() - df[ds.timestamp].isna().sum())
+            # Mixed UTC offsets (local time across a DST change) parse to an object column of
+            # Timestamps that cannot be compared with the partition's bounds.
+            mixed = not pd.api.types.is_datetime64_any_dtype(ts)
     if champion_schema:
         already = {c for c in roles if c not in df.columns}  # reported above with their role
+        # Compare the dtypes the batch is stored with: a text timestamp (any CSV source) is parsed
+        # on the way in, so the champion's schema always has it as a datetime.
+        stored = dict(schema)
+        if ts is not None and not unparsed and not mixed:
+            stored[ds.timestamp] = str(ts.dtype)
         problems.extend(
             _schema_problems(
-                df, {c: t for c, t in champion_schema.items() if c not in already}, allow_new_columns
+                stored, {c: t for c, t in champion_schema.items() if c not in already}, allow_new_columns
             )
         )
     if ds.entity in df.columns and (nulls := int(df[ds.entity].isna().sum())):
         problems.append(f"column `{ds.entity}` (entity): {nulls} null value(s)")
-    if ds.timestamp in df.columns:
-        ts = df[ds.timestamp]
-        if not pd.api.types.is_datetime64_any_dtype(ts):
-            ts = pd.to_datetime(ts, errors="coerce")
-            if (bad := int(ts.isna().sum() - df[ds.timestamp].isna().sum())) > 0:
-                problems.append(f"column `{ds.timestamp}` (timestamp): {bad} value(s) are not datetimes")
-        if partition is not None:
+    if ts is not None:
+        if unparsed > 0:
+            problems.append(f"column `{ds.timestamp}` (timestamp): {unparsed} value(s) are not datetimes")
+        if mixed:
+            problems.append(
+                f"column `{ds.timestamp}` (timestamp): values with mixed time zones / UTC offsets"
+            )
+        elif partition is not None:
             start, end = _window(partition)
+            if ts.dt.tz is not None:  # partitions are UTC days
+                ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
             outside = int(((ts < start) | (ts >= end)).sum())
             if outside:
                 problems.append(

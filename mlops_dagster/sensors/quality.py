@@ -128,10 +128,11 @@ def build_quality_sensor(
             f"Alerts once per `{spec.name}` partition whose blocking quality checks fail, and "
             "requests a retrain once a failed partition passes again."
         ),
-        required_resource_keys={NOTIFIER_KEY},
     )
-    def _quality_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-        notifier: Notifier = getattr(context.resources, NOTIFIER_KEY)
+    def _quality_sensor(  # the parameter name is the resource key (NOTIFIER_KEY)
+        context: dg.SensorEvaluationContext, mlops_notifier: Notifier
+    ) -> dg.SensorResult | dg.SkipReason:
+        notifier = mlops_notifier
         cursor = QualityCursor.parse(context.cursor)
         evaluations = new_evaluations(context.instance, check_keys, cursor.last_id)
         if not evaluations:

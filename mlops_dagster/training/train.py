@@ -150,8 +150,8 @@ def train_candidate(spec: PipelineSpec, training_set: pd.DataFrame, features: li
     metrics = evaluate(model, X_hold, y_hold, metric_names(spec))
     if spec.model.metric not in metrics:
         raise DataError(
-            f"metric {spec.model.metric!r} cannot be computed on the holdout "
-            f"({len(holdout)} rows, label values {sorted(map(str, y_hold.unique()))[:5]})"
+            f"metric {spec.model.metric!r} cannot be computed on the holdout ({len(holdout)} rows): "
+            f"label column {label!r} has values {sorted(map(str, y_hold.unique()))[:5]} there"
         )
     return TrainingResult(
         model=model,
