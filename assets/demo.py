@@ -1,7 +1,14 @@
-"""Headless demo (`make demo`): land the simulated history, materialize it, train, gate, print the champions.
+"""Headless demo (`make demo`): the whole loop on the simulated feed, with a timeline at the end.
 
-Runs against the persistent instance in $DAGSTER_HOME (the same one `make dev` shows), so everything it
-does is visible afterwards in the UI's asset catalog and runs list.
+1. land 28 days of history, materialize them, train and gate the first champions;
+2. normal days: the drift sensor sees no drift, nothing retrains;
+3. a drift day: the drift sensor fires, the retrain runs (trigger `drift`), the gates promote a new
+   champion whose model card names the trigger; Evidently's report of that day is written;
+4. a quality incident: blocking checks fail, the batch is quarantined, the quality sensor alerts,
+   nothing trains on it.
+
+It runs against the persistent instance in $DAGSTER_HOME (the one `make dev` shows), executing in
+process what the daemon would launch, so every run, check and decision is in the UI afterwards.
 """
 
 from __future__ import annotations
@@ -14,53 +21,16 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
 from assets import feed
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the UI keeps the full logs
-SILENT = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # failures are summarised below
-
-
-def _materialized_partitions(instance: dg.DagsterInstance, key: dg.AssetKey) -> set[str]:
-    return set(instance.get_materialized_partitions(key))
-
-
-def land_and_load(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[str]:
-    """Bootstrap the feed if needed and materialize every landed day not yet in the dataset assets."""
-    feed.bootstrap(28)
-    today = feed.current_day()
-    assert today is not None
-    lines = []
-    for pipeline in feed.PIPELINES:
-        key = dg.AssetKey([pipeline, "dataset"])
-        done = _materialized_partitions(instance, key)
-        days = [d.isoformat() for d in _days(feed.START, today) if d.isoformat() not in done]
-        if not days:
-            lines.append(f"{pipeline}/dataset: all {len(done)} landed day(s) already materialized")
-            continue
-        failed = []
-        for day in days:
-            result = dg.materialize(
-                list(defs.assets or []),
-                selection=[key],
-                instance=instance,
-                resources=defs.resources,
-                partition_key=day,
-                run_config=QUIET,
-                tags={"mlops/trigger": "demo"},
-                raise_on_error=False,
-            )
-            if not result.success:
-                failed.append(day)
-        if failed:
-            lines.append(f"{pipeline}/dataset: {len(failed)} partition(s) failed their checks: {failed}")
-        lines.append(
-            f"{pipeline}/dataset: materialized {len(days) - len(failed)} of {len(days)} day(s) "
-            f"{days[0]} .. {days[-1]}"
-        )
-    return lines
+SILENT = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # failures are summarised
+CURSORS = "demo_sensor_cursors.json"
+Say = Callable[[str], None]
 
 
 def _days(start: date, end: date) -> Iterator[date]:
@@ -70,79 +40,128 @@ def _days(start: date, end: date) -> Iterator[date]:
         day += timedelta(days=1)
 
 
-def retrain(defs: dg.Definitions, instance: dg.DagsterInstance, pipeline: str) -> bool:
-    job = defs.resolve_job_def(f"{pipeline}__retrain")
-    result = job.execute_in_process(
-        instance=instance, tags={"mlops/trigger": "demo"}, run_config=QUIET, raise_on_error=False
+def load_day(defs: dg.Definitions, instance: dg.DagsterInstance, pipeline: str, day: str) -> Any:
+    """What the landing sensor's run does: materialize one dataset partition (checks included)."""
+    return dg.materialize(
+        list(defs.assets or []),
+        selection=[dg.AssetKey([pipeline, "dataset"])],
+        instance=instance,
+        resources=defs.resources,
+        partition_key=day,
+        run_config=SILENT,
+        tags={"mlops/trigger": "landing"},
+        raise_on_error=False,
     )
-    return result.success
 
 
-def quality_incident(defs: dg.Definitions, instance: dg.DagsterInstance, say: Callable[[str], None]) -> None:
-    """Land a `quality_incident` day: failed checks, a quarantined batch, one alert, no new candidate."""
-    from mlops_dagster.io.quarantine import Quarantine
-    from mlops_dagster.registry.records import candidate_history
-
-    before = {p: len(candidate_history(instance, p)) for p in feed.PIPELINES}
-    day = feed.advance_day("quality_incident").isoformat()
-    say(f"landed {day} with scenario quality_incident")
+def land_history(defs: dg.Definitions, instance: dg.DagsterInstance, say: Say) -> None:
+    feed.bootstrap(28)
+    today = feed.current_day()
+    assert today is not None
     for pipeline in feed.PIPELINES:
-        key = dg.AssetKey([pipeline, "dataset"])
-        result = dg.materialize(
-            list(defs.assets or []),
-            selection=[key],
-            instance=instance,
-            resources=defs.resources,
-            partition_key=day,
-            run_config=SILENT,
-            tags={"mlops/trigger": "demo"},
-            raise_on_error=False,
-        )
-        failed = [
-            e.event_specific_data
-            for e in result.all_events
-            if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.event_specific_data.passed
-        ]
+        done = set(instance.get_materialized_partitions(dg.AssetKey([pipeline, "dataset"])))
+        days = [d.isoformat() for d in _days(feed.START, today) if d.isoformat() not in done]
+        failed = [d for d in days if not load_day(defs, instance, pipeline, d).success]
         say(
-            f"{pipeline}/dataset {day}: {'materialized' if result.success else 'REFUSED'}; "
-            f"{len(failed)} blocking check(s) failed"
+            f"{pipeline}/dataset: {len(days) - len(failed)} landed day(s) materialized"
+            + (f", {len(failed)} refused by quality checks" if failed else "")
         )
-        for evaluation in failed:
-            say(f"    {evaluation.check_name}: {evaluation.description}")
-        entry = Quarantine.for_io_manager(defs.resources["mlops_io_manager"]).get(key, day)
-        if entry is not None:
-            say(f"    quarantined at {entry.path}")
-    for pipeline in feed.PIPELINES:  # one tick of each quality sensor: the alert goes to the log
-        sensor = defs.resolve_sensor_def(f"{pipeline}__quality_sensor")
-        context = dg.build_sensor_context(
-            instance=instance,
-            cursor=_sensor_cursor(instance, sensor.name),
-            resources={"mlops_notifier": defs.resources["mlops_notifier"]},
-        )
-        outcome = sensor(context)
-        if isinstance(outcome, dg.SensorResult) and outcome.cursor:
-            _save_sensor_cursor(instance, sensor.name, outcome.cursor)
-        say(
-            f"{pipeline}__quality_sensor: alert sent to the log (see above); retrains requested: "
-            f"{len(outcome.run_requests or []) if isinstance(outcome, dg.SensorResult) else 0}"
-        )
-    after = {p: len(candidate_history(instance, p)) for p in feed.PIPELINES}
-    new = sum(after.values()) - sum(before.values())
-    say(f"new candidates since the incident: {new} (nothing trains on it)")
 
 
-_CURSORS = "demo_quality_sensor_cursors.json"
+def run_job(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    name: str,
+    tags: dict[str, str],
+    partition: str | None = None,
+) -> bool:
+    job = defs.resolve_job_def(name)
+    return job.execute_in_process(
+        instance=instance, tags=tags, partition_key=partition, run_config=QUIET, raise_on_error=False
+    ).success
 
 
-def _sensor_cursor(instance: dg.DagsterInstance, name: str) -> str | None:
-    path = Path(instance.root_directory) / _CURSORS
-    return json.loads(path.read_text()).get(name) if path.exists() else None
+def tick(defs: dg.Definitions, instance: dg.DagsterInstance, sensor_name: str) -> Any:
+    """One evaluation of a sensor, with its cursor kept between `make demo` runs."""
+    path = Path(instance.root_directory) / CURSORS
+    cursors = json.loads(path.read_text()) if path.exists() else {}
+    sensor = defs.resolve_sensor_def(sensor_name)
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursors.get(sensor_name), resources=dict(defs.resources or {})
+    )
+    result = sensor(context)
+    if isinstance(result, dg.SensorResult) and result.cursor:
+        path.write_text(json.dumps({**cursors, sensor_name: result.cursor}))
+    return result
 
 
-def _save_sensor_cursor(instance: dg.DagsterInstance, name: str, cursor: str) -> None:
-    path = Path(instance.root_directory) / _CURSORS
-    data = json.loads(path.read_text()) if path.exists() else {}
-    path.write_text(json.dumps({**data, name: cursor}))
+def champion_line(instance: dg.DagsterInstance, pipeline: str) -> str:
+    from mlops_dagster.registry.records import current_champion
+    from mlops_dagster.registry.store import read_card
+
+    champion = current_champion(instance, pipeline)
+    if champion is None:
+        return f"{pipeline}: no champion"
+    card = read_card(pipeline, champion.version)
+    metric = card["metric"]
+    return (
+        f"{pipeline}: champion {champion.version[:12]} ({champion.decision}, trigger {card['trigger']}; "
+        f"holdout {metric}={champion.metrics[metric]:.3f})"
+    )
+
+
+def new_day(defs: dg.Definitions, instance: dg.DagsterInstance, scenario: str, say: Say) -> str:
+    """Land the next simulated day, load it, and let each drift sensor look at it."""
+    from mlops_dagster.registry.records import current_champion
+
+    landed_at = time.perf_counter()
+    day = feed.advance_day(scenario).isoformat()
+    say(f"landed {day} ({scenario})")
+    for pipeline in feed.PIPELINES:
+        result = load_day(defs, instance, pipeline, day)
+        if not result.success:
+            failed = [
+                e.event_specific_data
+                for e in result.all_events
+                if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.event_specific_data.passed
+            ]
+            say(
+                f"  {pipeline}/dataset {day}: REFUSED, {len(failed)} blocking check(s) failed, "
+                "batch quarantined"
+            )
+            for evaluation in failed:
+                say(f"      {evaluation.check_name}: {evaluation.description}")
+    for pipeline in feed.PIPELINES:
+        outcome = tick(defs, instance, f"{pipeline}__drift_sensor")
+        requests = outcome.run_requests if isinstance(outcome, dg.SensorResult) else []
+        if not requests:
+            say(f"  {pipeline}__drift_sensor: no retrain")
+            continue
+        before = current_champion(instance, pipeline)
+        for request in requests:
+            ok = run_job(defs, instance, request.job_name, dict(request.tags), request.partition_key)
+            what = "retrain" if request.job_name.endswith("__retrain") else "drift report"
+            say(
+                f"  {pipeline}__drift_sensor fired ({request.tags['mlops/drifted_columns']}, share "
+                f"{float(request.tags['mlops/drift_share']):.0%}): {what} run "
+                + ("succeeded" if ok else "FAILED")
+            )
+            if what == "retrain":
+                after = current_champion(instance, pipeline)
+                if after and (before is None or after.version != before.version):
+                    say(
+                        f"  {champion_line(instance, pipeline)}; drift batch landed -> new champion in "
+                        f"{time.perf_counter() - landed_at:.1f} s"
+                    )
+                else:
+                    say(f"  {pipeline}: champion kept (the candidate did not pass the gates)")
+    for pipeline in feed.PIPELINES:
+        outcome = tick(defs, instance, f"{pipeline}__quality_sensor")
+        if isinstance(outcome, dg.SensorResult) and "failing" in (outcome.cursor or ""):
+            failing = json.loads(outcome.cursor)["failing"]
+            if any(day in slot for slot in failing):
+                say(f"  {pipeline}__quality_sensor: alert sent (see the log line above); nothing retrains")
+    return day
 
 
 def main() -> int:
@@ -156,34 +175,36 @@ def main() -> int:
     timeline: list[str] = []
 
     def say(line: str) -> None:
-        print(line)
+        print(line, flush=True)
         timeline.append(f"{time.perf_counter() - started:6.1f} s  {line}")
 
     from definitions import defs
-    from mlops_dagster.registry.records import current_champion
+    from mlops_dagster.registry.records import candidate_history
     from mlops_dagster.registry.store import card_path, read_card
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     instance = dg.DagsterInstance.get()
-    for line in land_and_load(defs, instance):
-        say(line)
+    land_history(defs, instance, say)
     for pipeline in feed.PIPELINES:
-        ok = retrain(defs, instance, pipeline)
-        say(f"{pipeline}__retrain: {'succeeded' if ok else 'FAILED'}")
-        if not ok:
-            return 1
+        ok = run_job(defs, instance, f"{pipeline}__retrain", {"mlops/trigger": "demo"})
+        say(f"{pipeline}__retrain ({'succeeded' if ok else 'FAILED'}): {champion_line(instance, pipeline)}")
+    for pipeline in feed.PIPELINES:  # the sensors' first look: the history itself does not drift
+        tick(defs, instance, f"{pipeline}__drift_sensor")
+    for scenario in ("normal", "normal", "drift", "quality_incident"):
+        before = {p: len(candidate_history(instance, p)) for p in feed.PIPELINES}
+        new_day(defs, instance, scenario, say)
+        trained = sum(len(candidate_history(instance, p)) - before[p] for p in feed.PIPELINES)
+        say(f"  new candidates: {trained}")
+    print()
     for pipeline in feed.PIPELINES:
+        from mlops_dagster.registry.records import current_champion
+
         champion = current_champion(instance, pipeline)
-        if champion is None:
-            say(f"{pipeline}: no champion (the candidate did not pass the gates)")
-            continue
-        metric = read_card(pipeline, champion.version)["metric"]
-        say(
-            f"{pipeline}: champion {champion.version} ({champion.decision}; "
-            f"holdout {metric}={champion.metrics[metric]:.3f})"
-        )
-        print(f"  model card: {card_path(pipeline, champion.version)}")
-    quality_incident(defs, instance, say)
+        if champion:
+            print(
+                f"{champion_line(instance, pipeline)}\n  model card: {card_path(pipeline, champion.version)}"
+                f"\n  card trigger: {read_card(pipeline, champion.version)['trigger']}"
+            )
     print("\nTimeline")
     print("\n".join(timeline))
     print(f"\nregistry:   mlops-dagster registry list churn   (instance: {Path(os.environ['DAGSTER_HOME'])})")

@@ -10,7 +10,8 @@ import dagster as dg
 
 from mlops_dagster.alerts import Notifier
 from mlops_dagster.factory.champion import build_champion_asset
-from mlops_dagster.factory.dataset import IO_MANAGER_KEY, build_dataset_asset
+from mlops_dagster.factory.dataset import IO_MANAGER_KEY, build_dataset_asset, partitions_def
+from mlops_dagster.factory.drift_report import build_drift_report_asset
 from mlops_dagster.factory.features import build_feature_asset
 from mlops_dagster.factory.keys import (
     Tags,
@@ -22,6 +23,7 @@ from mlops_dagster.factory.keys import (
 )
 from mlops_dagster.factory.training import build_candidate_asset, build_training_set_asset
 from mlops_dagster.io.parquet import ParquetIOManager
+from mlops_dagster.sensors.drift import build_drift_sensor, report_job_for
 from mlops_dagster.sensors.quality import NOTIFIER_KEY, build_quality_sensor
 from mlops_dagster.spec.loader import load_specs
 from mlops_dagster.spec.models import FeatureGroupSpec, PipelineSpec
@@ -49,6 +51,7 @@ def pipeline_assets(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
         build_training_set_asset(spec),
         build_candidate_asset(spec),
         build_champion_asset(spec),
+        build_drift_report_asset(spec),
     ]
 
 
@@ -106,6 +109,9 @@ def build_definitions(
         check_keys = [k for a in mine for k in a.check_keys]
         check_keys += [k for g in spec.feature_groups for k in group_checks.get(feature_key(g.name), [])]
         sensors.append(build_quality_sensor(spec, check_keys, job))
+        report_job = report_job_for(spec, partitions_def(spec))
+        jobs.append(report_job)
+        sensors.append(build_drift_sensor(spec, job, report_job))
     io_manager = DEFAULT_IO_MANAGER
     if environment:
         from mlops_dagster.io.parquet import default_storage_root

@@ -39,6 +39,10 @@ def drift_report_key(pipeline: str) -> dg.AssetKey:
     return dg.AssetKey([pipeline, "drift_report"])
 
 
+def drift_report_job_name(pipeline: str) -> str:
+    return f"{pipeline}__drift_report_job"  # the asset's op is already named <p>__drift_report
+
+
 def retrain_job_name(pipeline: str) -> str:
     return f"{pipeline}__retrain"
 
@@ -68,11 +72,18 @@ class Meta:
     PREVIEW = "mlops/preview"
     TRIGGER = "mlops/trigger"
     DATASET_SCHEMA = "mlops/dataset_schema"
+    DRIFT_COLUMNS = "mlops/drift_columns"
+    DRIFT_SHARE = "mlops/drift_share"
+    DRIFTED_COLUMNS = "mlops/drifted_columns"
 
 
 class Tags:
     """Run tags written by the library (prefix `mlops/`)."""
 
     TRIGGER = "mlops/trigger"
+    DRIFTED_COLUMNS = "mlops/drifted_columns"
+    DRIFT_SHARE = "mlops/drift_share"
+    PARTITION = "mlops/partition"
+    CHAMPION = "mlops/champion_version"
     PIPELINE = "mlops/pipeline"
     ACTION = "mlops/action"

@@ -105,6 +105,7 @@ def build_candidate_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
     )
     def _candidate(context: dg.AssetExecutionContext, training_set: pd.DataFrame) -> dg.MaterializeResult:
         from mlops_dagster.registry.card import build_card
+        from mlops_dagster.registry.reference import reference_files
         from mlops_dagster.registry.store import save_version
         from mlops_dagster.training.train import train_candidate
 
@@ -132,7 +133,11 @@ def build_candidate_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
         card["dataset_schema"] = _latest_metadata(
             context.instance, training_set_key(spec.name), Meta.DATASET_SCHEMA
         )
-        stored = save_version(spec.name, result.model, card, markdown)
+        drift_columns = [c for c in result.features if c in (card["dataset_schema"] or {})]
+        card["drift_columns"] = drift_columns
+        card["data_end"] = pd.Timestamp(training_set[ds.timestamp].max()).date().isoformat()
+        extra = reference_files(training_set, drift_columns)
+        stored = save_version(spec.name, result.model, card, markdown, extra_files=extra)
         context.log.info(
             f"stored {stored.tag} (sha256 {stored.sha256}); "
             f"{spec.model.metric}={result.metrics[spec.model.metric]:.4f}"
@@ -148,6 +153,7 @@ def build_candidate_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
                 Meta.MODEL_CARD: dg.MetadataValue.path(str(_card_file(stored.path))),
                 Meta.TRIGGER: trigger,
                 Meta.DATASET_SCHEMA: dg.MetadataValue.json(card["dataset_schema"] or {}),
+                Meta.DRIFT_COLUMNS: dg.MetadataValue.json(drift_columns),
                 "mlops/train_rows": result.train_rows,
                 "mlops/holdout_rows": result.holdout_rows,
                 **metrics_metadata(result.metrics),

@@ -56,8 +56,17 @@ def _get(tag: str) -> Any | None:
         return None
 
 
-def save_version(pipeline: str, model: Any, card: dict[str, Any], card_markdown: str) -> StoredVersion:
+def save_version(
+    pipeline: str,
+    model: Any,
+    card: dict[str, Any],
+    card_markdown: str,
+    extra_files: dict[str, bytes] | None = None,
+) -> StoredVersion:
     """Store a model once under its content hash; saving the same bytes again returns the same version.
+
+    `extra_files` (the drift profile, a reference sample) are stored with the model and their sha256s
+    recorded in the card under `files`, so they are checked like the model itself when read.
 
     The model directory is written by `bentoml.models.create`, which only moves it into the store when
     the block finishes, so a failure leaves no half-written version.
@@ -72,12 +81,21 @@ def save_version(pipeline: str, model: Any, card: dict[str, Any], card_markdown:
     if existing is not None:
         verify(existing, digest)
         return StoredVersion(pipeline, version, digest, str(existing.path))
-    card = {**card, "version": version, "sha256": digest, "bentoml_tag": tag}
+    extra_files = extra_files or {}
+    card = {
+        **card,
+        "version": version,
+        "sha256": digest,
+        "bentoml_tag": tag,
+        "files": {name: sha256_hex(content) for name, content in extra_files.items()},
+    }
     with bentoml.models.create(
         tag, labels={"mlops_sha256": digest, "pipeline": pipeline}, metadata={"model_file": MODEL_FILE}
     ) as bento_model:
         target = Path(bento_model.path)
         (target / MODEL_FILE).write_bytes(data)
+        for name, content in extra_files.items():
+            (target / name).write_bytes(content)
         (target / CARD_JSON).write_text(json.dumps(card, indent=2, sort_keys=True, default=str))
         (target / CARD_MARKDOWN).write_text(
             card_markdown.replace("{version}", version).replace("{sha256}", digest)
@@ -135,3 +153,26 @@ def card_path(pipeline: str, version: str) -> Path:
     if bento_model is None:
         raise RegistryError(f"model version {pipeline}:{version} is not in the BentoML model store")
     return Path(bento_model.path) / CARD_MARKDOWN
+
+
+def read_file(pipeline: str, version: str, name: str) -> bytes:
+    """A file stored with a version, after checking it against the sha256 in the version's card.
+
+    Raises:
+        RegistryError: the version or the file is unknown.
+        IntegrityError: the file's bytes do not match the card.
+    """
+    card = read_card(pipeline, version)
+    expected = card.get("files", {}).get(name)
+    if expected is None:
+        raise RegistryError(f"model version {pipeline}:{version} has no file {name!r} recorded in its card")
+    path = card_path(pipeline, version).parent / name
+    if not path.exists():
+        raise IntegrityError(f"model {pipeline}:{version}: {path} is missing")
+    data = path.read_bytes()
+    if sha256_hex(data) != expected:
+        raise IntegrityError(
+            f"model {pipeline}:{version}: sha256 of {path} is {sha256_hex(data)}, the card "
+            f"says {expected}; refusing to use it"
+        )
+    return data

@@ -145,6 +145,11 @@ class DriftMonitoringSpec(StrictModel):
     enabled: bool = True
     max_drifted_share: float = Field(0.3, ge=0, le=1)
     cooldown: timedelta = timedelta(hours=6)
+    methods: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per-column drift method (ks, chisquare, z, wasserstein, jensenshannon)",
+    )
+    thresholds: dict[str, float] = Field(default_factory=dict, description="Per-column drift threshold")
 
     @field_validator("cooldown", mode="before")
     @classmethod

@@ -43,6 +43,8 @@ def test_graph_shape(demo_defs):  # type: ignore[no-untyped-def]
         "demand/training_set",
         "demand/candidate",
         "demand/champion",
+        "churn/drift_report",
+        "demand/drift_report",
         "features/customer_activity",
     }
     node = graph.get(K(["churn", "training_set"]))

@@ -91,7 +91,9 @@ def test_ui_shows_the_demo_graph(webserver):  # type: ignore[no-untyped-def]
     data = _graphql(webserver, "{ assetNodes { assetKey { path } groupName kinds dependencyKeys { path } } }")
     nodes = {"/".join(n["assetKey"]["path"]): n for n in data["assetNodes"]}
     assert set(nodes) == {
-        f"{p}/{a}" for p in ("churn", "demand") for a in ("dataset", "training_set", "candidate", "champion")
+        f"{p}/{a}"
+        for p in ("churn", "demand")
+        for a in ("dataset", "training_set", "candidate", "champion", "drift_report")
     } | {"features/customer_activity"}
     assert nodes["features/customer_activity"]["groupName"] == "features"
     assert nodes["churn/dataset"]["groupName"] == "churn"

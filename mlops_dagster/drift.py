@@ -1,0 +1,27 @@
+"""Public drift API (CONTRACT.md section 3): `from mlops_dagster.drift import detect_drift`.
+
+`detect_drift(reference, current)` takes the reference as a DataFrame or as a `DriftProfile` built once
+with `build_profile` (and stored with `save_profile` / `load_profile`, which checks its sha256). It
+mirrors the decisions of Evidently 0.7.23's `DataDriftPreset` in numpy and scipy; importing this module
+does not import Evidently.
+"""
+
+from mlops_dagster.monitoring import (
+    ColumnDrift,
+    DriftProfile,
+    DriftResult,
+    build_profile,
+    detect_drift,
+    load_profile,
+    save_profile,
+)
+
+__all__ = [
+    "ColumnDrift",
+    "DriftProfile",
+    "DriftResult",
+    "build_profile",
+    "detect_drift",
+    "load_profile",
+    "save_profile",
+]
