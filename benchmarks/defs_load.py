@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -72,6 +72,7 @@ class Pipeline:
 class Group:
     name: str
     inputs: list[str]
+    checked: bool  # declares one expectation, so its asset has one blocking check
     consumers: list[str] = field(default_factory=list)
 
 
@@ -80,10 +81,14 @@ class Group:
 
 
 def make_graph(n_pipelines: int, n_groups: int, seed: int = 0) -> tuple[list[Pipeline], list[Group]]:
-    """Pipelines consume 1-3 groups; groups read 1-2 pipelines' datasets; half the pipelines are daily."""
+    """Pipelines consume 1-3 groups; groups read 1-2 pipelines' datasets; half the pipelines are daily,
+    half the groups declare an expectation."""
     rng = random.Random(seed)
     names = [f"p{i:03d}" for i in range(n_pipelines)]
-    groups = [Group(f"g{j:03d}", sorted(rng.sample(names, rng.randint(1, 2)))) for j in range(n_groups)]
+    groups = [
+        Group(f"g{j:03d}", sorted(rng.sample(names, rng.randint(1, 2))), checked=j % 2 == 0)
+        for j in range(n_groups)
+    ]
     own: list[set[int]] = [set() for _ in names]
     for j in range(n_groups):  # round-robin first, so that every group has a consumer
         own[j % n_pipelines].add(j)
@@ -168,6 +173,11 @@ def _groups_yaml(groups: list[Group]) -> str:
             f"    consumers: [{', '.join(g.consumers)}]",
             "    columns: [size, email]",
         ]
+        if g.checked:
+            out += [
+                "    quality:",
+                "      expectations: [{type: expect_column_values_to_not_be_null, column: size}]",
+            ]
     return "\n".join(out) + "\n"
 
 
@@ -222,15 +232,36 @@ class ChampionConfig(dg.Config):
     reason: str = ""
 
 
-def build_baseline(table: BaselineTable) -> dg.Definitions:
-    from mlops_dagster import ParquetIOManager
+NOT_NULL = {"type": "expect_column_values_to_not_be_null", "column": "entity_id"}
+BETWEEN = {"type": "expect_column_values_to_be_between", "column": "x1", "min_value": 0, "max_value": 100}
+SIZE_NOT_NULL = {"type": "expect_column_values_to_not_be_null", "column": "size"}
+GUARD_DESCRIPTION = "Built-in: columns, dtypes and keys against the champion's training schema."
 
-    io_key = "mlops_io_manager"
+
+def build_baseline(table: BaselineTable) -> dg.Definitions:
+    from mlops_dagster import Notifier, ParquetIOManager
+
+    io_key, notifier_key = "mlops_io_manager", "mlops_notifier"
     cv = table.code_versions
 
     def feature_asset(g: Group) -> dg.AssetsDefinition:
+        key = dg.AssetKey(["features", g.name])
+        checks = (
+            [
+                dg.AssetCheckSpec(
+                    "expect_column_values_to_not_be_null__size",
+                    asset=key,
+                    blocking=True,
+                    description="Great Expectations `expect_column_values_to_not_be_null(column='size')`",
+                    metadata={"mlops/expectation": SIZE_NOT_NULL},
+                )
+            ]
+            if g.checked
+            else []
+        )
+
         @dg.asset(
-            key=["features", g.name],
+            key=key,
             group_name="features",
             description=f"Benchmark feature group {g.name}\n\nInputs: {', '.join(g.inputs)}.",
             kinds={"pandas", "parquet"},
@@ -239,9 +270,12 @@ def build_baseline(table: BaselineTable) -> dg.Definitions:
             code_version=cv[f"features/{g.name}"],
             io_manager_key=io_key,
             metadata={"mlops/consumers": list(g.consumers), "mlops/pii": ["email"]},
+            check_specs=checks,
+            output_required=False,
+            required_resource_keys={io_key},
         )
-        def _feature_group(context: dg.AssetExecutionContext, **inputs: pd.DataFrame) -> pd.DataFrame:
-            return pd.concat(inputs.values())
+        def _feature_group(context: dg.AssetExecutionContext, **inputs: pd.DataFrame) -> Iterator[Any]:
+            yield dg.Output(pd.concat(inputs.values()))
 
         return _feature_group
 
@@ -251,23 +285,51 @@ def build_baseline(table: BaselineTable) -> dg.Definitions:
             if p.partitioned
             else None
         )
+        dataset = dg.AssetKey([p.name, "dataset"])
+        checks = [
+            dg.AssetCheckSpec(
+                "mlops_schema_guard",
+                asset=dataset,
+                blocking=True,
+                partitions_def=parts,
+                description=GUARD_DESCRIPTION,
+            ),
+            dg.AssetCheckSpec(
+                "expect_column_values_to_not_be_null__entity_id",
+                asset=dataset,
+                blocking=True,
+                partitions_def=parts,
+                description="Great Expectations `expect_column_values_to_not_be_null(column='entity_id')`",
+                metadata={"mlops/expectation": NOT_NULL},
+            ),
+            dg.AssetCheckSpec(
+                "expect_column_values_to_be_between__x1",
+                asset=dataset,
+                blocking=True,
+                partitions_def=parts,
+                description="Great Expectations `expect_column_values_to_be_between(column='x1', ...)`",
+                metadata={"mlops/expectation": BETWEEN},
+            ),
+        ]
 
         @dg.asset(
-            key=[p.name, "dataset"],
+            key=dataset,
             group_name=p.name,
-            description=f"Raw dataset of `{p.name}` from its {p.source} source.",
+            description=f"Raw dataset of `{p.name}` from its {p.source} source, checked by 3 checks.",
             kinds={"pandas", "parquet", "duckdb"} if p.source == "sql" else {"pandas", "parquet"},
             owners=p.owners,
             code_version=cv[f"{p.name}/dataset"],
             partitions_def=parts,
-            backfill_policy=dg.BackfillPolicy.single_run() if parts else None,
             io_manager_key=io_key,
+            check_specs=checks,
+            output_required=False,
+            required_resource_keys={io_key},
             metadata={"mlops/pipeline": p.name, "mlops/source": {p.source: "..."}},
         )
-        def _dataset(context: dg.AssetExecutionContext) -> pd.DataFrame:
-            return pd.DataFrame()
+        def _dataset(context: dg.AssetExecutionContext) -> Iterator[Any]:
+            yield dg.Output(pd.DataFrame())
 
-        ins = {"dataset": dg.AssetIn(key=[p.name, "dataset"])}
+        ins = {"dataset": dg.AssetIn(key=dataset)}
         ins.update({f"group_{g}": dg.AssetIn(key=["features", g]) for g in p.groups})
 
         @dg.asset(
@@ -310,29 +372,91 @@ def build_baseline(table: BaselineTable) -> dg.Definitions:
         )
         def _champion(
             context: dg.AssetExecutionContext, config: ChampionConfig, training_set: pd.DataFrame
-        ) -> dg.MaterializeResult:
+        ) -> Iterator[dg.MaterializeResult]:
+            yield dg.MaterializeResult()
+
+        @dg.asset(
+            key=[p.name, "drift_report"],
+            group_name=p.name,
+            description=f"Evidently DataDriftPreset report of a `{p.name}` dataset partition.",
+            kinds={"evidently"},
+            owners=p.owners,
+            partitions_def=parts,
+            ins={"dataset": dg.AssetIn(key=dataset)},
+            deps=[[p.name, "champion"]],
+            code_version=cv[f"{p.name}/drift_report"],
+            required_resource_keys={io_key},
+        )
+        def _drift_report(context: dg.AssetExecutionContext, dataset: pd.DataFrame) -> dg.MaterializeResult:
             return dg.MaterializeResult()
 
-        return [_dataset, _training_set, _candidate, _champion]
+        return [_dataset, _training_set, _candidate, _champion, _drift_report]
 
-    assets: list[dg.AssetsDefinition] = [feature_asset(g) for g in table.groups]
-    jobs = []
-    for p in table.pipelines:
-        assets.extend(pipeline_assets(p))
-        jobs.append(
-            dg.define_asset_job(
-                name=f"{p.name}__retrain",
-                selection=dg.AssetSelection.assets(
-                    *(["features", g] for g in p.groups),
-                    [p.name, "training_set"],
-                    [p.name, "candidate"],
-                    [p.name, "champion"],
-                ),
-                description=f"Retrain `{p.name}`: fresh features -> training set -> candidate -> champion.",
-                tags={"mlops/pipeline": p.name},
-            )
+    def pipeline_jobs_and_sensors(p: Pipeline, check_keys: list[dg.AssetCheckKey]) -> tuple[list, list]:
+        retrain = dg.define_asset_job(
+            name=f"{p.name}__retrain",
+            selection=dg.AssetSelection.assets(
+                *(["features", g] for g in p.groups),
+                [p.name, "training_set"],
+                [p.name, "candidate"],
+                [p.name, "champion"],
+            ),
+            description=f"Retrain `{p.name}`: fresh features -> training set -> candidate -> champion.",
+            tags={"mlops/pipeline": p.name},
         )
-    defs = dg.Definitions(assets=assets, jobs=jobs, resources={io_key: ParquetIOManager()})
+        report = dg.define_asset_job(
+            name=f"{p.name}__drift_report_job",
+            selection=dg.AssetSelection.assets([p.name, "drift_report"]),
+            partitions_def=(
+                dg.DailyPartitionsDefinition(start_date="2026-01-01", end_date="2026-07-01")
+                if p.partitioned
+                else None
+            ),
+            description=f"Evidently drift report of a `{p.name}` partition.",
+            tags={"mlops/pipeline": p.name},
+        )
+
+        @dg.sensor(
+            name=f"{p.name}__quality_sensor",
+            job=retrain,
+            minimum_interval_seconds=30,
+            default_status=dg.DefaultSensorStatus.RUNNING,
+            description=f"Alerts on failing `{p.name}` partitions; retrains once they pass again.",
+        )
+        def _quality_sensor(context: dg.SensorEvaluationContext, mlops_notifier: Notifier) -> dg.SkipReason:
+            return dg.SkipReason(f"{len(check_keys)} check keys, no new evaluations")
+
+        @dg.sensor(
+            name=f"{p.name}__drift_sensor",
+            jobs=[retrain, report],
+            minimum_interval_seconds=60,
+            default_status=dg.DefaultSensorStatus.RUNNING,
+            description=f"Drift of each new `{p.name}` partition; retrains above 30% (cooldown 6:00:00).",
+        )
+        def _drift_sensor(
+            context: dg.SensorEvaluationContext, mlops_io_manager: dg.ResourceParam[ParquetIOManager]
+        ) -> dg.SkipReason:
+            return dg.SkipReason("no new partitions")
+
+        return [retrain, report], [_quality_sensor, _drift_sensor]
+
+    checked = {g.name for g in table.groups if g.checked}
+    assets: list[dg.AssetsDefinition] = [feature_asset(g) for g in table.groups]
+    jobs, sensors = [], []
+    for p in table.pipelines:
+        mine = pipeline_assets(p)
+        assets.extend(mine)
+        check_keys = [*mine[0].check_keys]
+        check_keys += [
+            dg.AssetCheckKey(dg.AssetKey(["features", g]), "expect_column_values_to_not_be_null__size")
+            for g in p.groups
+            if g in checked
+        ]
+        j, s = pipeline_jobs_and_sensors(p, check_keys)
+        jobs += j
+        sensors += s
+    resources = {io_key: ParquetIOManager(), notifier_key: Notifier(kind="log")}
+    defs = dg.Definitions(assets=assets, jobs=jobs, sensors=sensors, resources=resources)
     defs.resolve_asset_graph()
     return defs
 
@@ -342,29 +466,57 @@ def build_baseline(table: BaselineTable) -> dg.Definitions:
 
 
 def graph_signature(graph: Any) -> dict[str, Any]:
-    """What both sides must agree on: per asset key its deps, group, partitions, kinds, owners, versions."""
+    """What both sides must agree on, per asset key: deps, group, partitions, backfill policy, kinds,
+    owners, code version, IO manager, resources, whether the output is required; per check key:
+    blocking and partitions."""
     out: dict[str, Any] = {}
     for node in graph.asset_nodes:
         key = node.key.to_user_string()
+        assets_def = node.assets_def
         out[key] = (
             sorted(k.to_user_string() for k in node.parent_keys),
             node.group_name,
             repr(node.partitions_def),
+            repr(node.backfill_policy),
             sorted(node.kinds),
             sorted(node.owners),
             node.code_version,
             node.io_manager_key,
+            sorted(assets_def.required_resource_keys),
+            [o.is_required for o in assets_def.node_def.output_defs],
         )
+    for check_key in graph.asset_check_keys:
+        spec = graph.get_check_spec(check_key)
+        out[f"check {check_key.to_user_string()}"] = (spec.blocking, repr(spec.partitions_def))
     return out
 
 
-def jobs_signature(defs: dg.Definitions) -> dict[str, list[str]]:
+def jobs_signature(defs: dg.Definitions) -> dict[str, Any]:
+    """Per job: its selected assets and checks and its partitions; per sensor: its jobs, status, interval
+    and resources; the resource keys and types."""
     repo = defs.get_repository_def()
-    return {
-        job.name: sorted(k.to_user_string() for k in job.asset_layer.selected_asset_keys)
+    out: dict[str, Any] = {
+        f"job {job.name}": (
+            sorted(k.to_user_string() for k in job.asset_layer.selected_asset_keys),
+            sorted(k.to_user_string() for k in job.asset_layer.asset_graph.asset_check_keys),
+            repr(job.partitions_def),
+        )
         for job in repo.get_all_jobs()
         if not job.name.startswith("__")
     }
+    for sensor in repo.sensor_defs:
+        out[f"sensor {sensor.name}"] = (
+            sorted(t.job_name for t in sensor.targets),
+            sensor.default_status,
+            sensor.minimum_interval_seconds,
+            sorted(sensor.required_resource_keys),
+        )
+    out["resources"] = sorted((k, type(v).__name__) for k, v in (defs.resources or {}).items())
+    return out
+
+
+def diff_keys(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
 
 
 def code_versions_of(graph: Any) -> dict[str, str]:
@@ -454,17 +606,23 @@ def main(argv: list[str] | None = None) -> int:
         plugin_defs = build_plugin(folder)
         table = BaselineTable(pipelines, groups, code_versions_of(plugin_defs.resolve_asset_graph()))
         baseline_defs = build_baseline(table)
-        plugin_sig = graph_signature(plugin_defs.resolve_asset_graph())
-        baseline_sig = graph_signature(baseline_defs.resolve_asset_graph())
-        if jobs_signature(plugin_defs) != jobs_signature(baseline_defs):
-            raise SystemExit("baseline and plugin jobs differ")
-        if plugin_sig != baseline_sig:
-            diff = sorted(
-                k for k in plugin_sig.keys() | baseline_sig.keys() if plugin_sig.get(k) != baseline_sig.get(k)
-            )
-            raise SystemExit(f"baseline and plugin graphs differ, e.g. {diff[:5]}")
-        n_assets = len(plugin_sig)
-        n_jobs = len(pipelines)
+        pairs = {
+            "graphs": (
+                graph_signature(plugin_defs.resolve_asset_graph()),
+                graph_signature(baseline_defs.resolve_asset_graph()),
+            ),
+            "jobs, sensors or resources": (jobs_signature(plugin_defs), jobs_signature(baseline_defs)),
+        }
+        for what, (ours, theirs) in pairs.items():
+            if ours != theirs:
+                diff = diff_keys(ours, theirs)
+                raise SystemExit(f"baseline and plugin {what} differ ({len(diff)} keys), e.g. {diff[:5]}")
+        graph = plugin_defs.resolve_asset_graph()
+        repo = plugin_defs.get_repository_def()
+        n_assets, n_checks = len(graph.asset_nodes), len(graph.asset_check_keys)
+        n_jobs = sum(not j.name.startswith("__") for j in repo.get_all_jobs())
+        n_sensors = len(repo.sensor_defs)
+        del graph, repo
         del plugin_defs, baseline_defs
 
         phases: dict[str, list[float]] = {}
@@ -489,7 +647,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Machine: {machine()}")
     print(
         f"Graph: {args.pipelines} pipelines ({sum(p.partitioned for p in pipelines)} daily-partitioned), "
-        f"{args.groups} feature groups, {n_assets} assets, {n_jobs} jobs; "
+        f"{args.groups} feature groups ({sum(g.checked for g in groups)} with an expectation), "
+        f"{n_assets} assets, {n_checks} asset checks, {n_jobs} jobs, {n_sensors} sensors; "
         f"{args.rounds} alternating rounds after one warm-up\n"
     )
     print("| build+validate | assets | GC | median s | min s | full GC passes |")

@@ -47,3 +47,7 @@ class IntegrityError(MlopsDagsterError):
 
 class RegistryError(MlopsDagsterError):
     """A registry operation cannot be done (unknown version, nothing to roll back to...)."""
+
+
+class PackagingError(MlopsDagsterError):
+    """A champion cannot be packaged for serving (no ONNX converter for its estimator, bundle mismatch)."""

@@ -48,7 +48,7 @@ def open_instance() -> dg.DagsterInstance:
     """The Dagster instance at `$DAGSTER_HOME` (use it as a context manager)."""
     home = require_home()
     import dagster as dg
-    from dagster._core.errors import DagsterError
+    from dagster import DagsterError
 
     try:
         return dg.DagsterInstance.get()

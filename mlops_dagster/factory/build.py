@@ -15,12 +15,15 @@ from mlops_dagster.factory.drift_report import build_drift_report_asset
 from mlops_dagster.factory.features import build_feature_asset
 from mlops_dagster.factory.keys import (
     Tags,
+    bento_key,
     candidate_key,
     champion_key,
+    edge_bundle_key,
     feature_key,
     retrain_job_name,
     training_set_key,
 )
+from mlops_dagster.factory.packaging import packaging_assets
 from mlops_dagster.factory.training import build_candidate_asset, build_training_set_asset
 from mlops_dagster.io.parquet import ParquetIOManager
 from mlops_dagster.sensors.drift import build_drift_sensor, report_job_for
@@ -52,6 +55,7 @@ def pipeline_assets(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
         build_candidate_asset(spec),
         build_champion_asset(spec),
         build_drift_report_asset(spec),
+        *packaging_assets(spec),
     ]
 
 
@@ -63,8 +67,16 @@ def retrain_job(spec: PipelineSpec) -> dg.UnresolvedAssetJobDefinition:
             training_set_key(spec.name),
             candidate_key(spec.name),
             champion_key(spec.name),
+            *(
+                k
+                for k, on in ((bento_key(spec.name), "cloud"), (edge_bundle_key(spec.name), "edge"))
+                if on in spec.serving.targets
+            ),
         ),
-        description=f"Retrain `{spec.name}`: fresh features -> training set -> candidate -> gated champion.",
+        description=(
+            f"Retrain `{spec.name}`: fresh features -> training set -> candidate -> gated champion "
+            "-> packaging."
+        ),
         tags={Tags.PIPELINE: spec.name},
     )
 

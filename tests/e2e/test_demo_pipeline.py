@@ -45,6 +45,10 @@ def test_graph_shape(demo_defs):  # type: ignore[no-untyped-def]
         "demand/champion",
         "churn/drift_report",
         "demand/drift_report",
+        "churn/bento",
+        "demand/bento",
+        "churn/edge_bundle",
+        "demand/edge_bundle",
         "features/customer_activity",
     }
     node = graph.get(K(["churn", "training_set"]))

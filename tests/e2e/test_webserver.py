@@ -93,7 +93,7 @@ def test_ui_shows_the_demo_graph(webserver):  # type: ignore[no-untyped-def]
     assert set(nodes) == {
         f"{p}/{a}"
         for p in ("churn", "demand")
-        for a in ("dataset", "training_set", "candidate", "champion", "drift_report")
+        for a in ("dataset", "training_set", "candidate", "champion", "drift_report", "bento", "edge_bundle")
     } | {"features/customer_activity"}
     assert nodes["features/customer_activity"]["groupName"] == "features"
     assert nodes["churn/dataset"]["groupName"] == "churn"

@@ -127,3 +127,19 @@ def test_corrupt_profile_is_refused(storage, tmp_path):  # type: ignore[no-untyp
             _tick(defs, instance, None)
     finally:
         profile.write_bytes(original)
+
+
+def test_drift_report_asset_writes_html_and_table(storage, tmp_path):  # type: ignore[no-untyped-def]
+    defs, instance = _defs(tmp_path), dg.DagsterInstance.ephemeral()
+    _history(defs, instance, days=6)
+    assert _land(defs, instance, "2026-01-07", "drift")
+    job = defs.resolve_job_def("churn__drift_report_job")
+    assert job.execute_in_process(instance=instance, partition_key="2026-01-07").success
+    event = instance.get_latest_materialization_event(dg.AssetKey(["churn", "drift_report"]))
+    md = {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+    html = Path(md["mlops/report"])
+    assert html.exists() and html.name == "report.html" and "2026-01-07" in str(html)
+    rows = {r.data["column"]: r.data for r in md["mlops/columns"].records}
+    assert set(rows) == {"tenure_months", "monthly_charges", "support_calls", "plan", "region"}
+    assert rows["monthly_charges"]["drifted"] is True and md["mlops/drift_share"] > 0.3
+    assert sorted(md["mlops/drifted_columns"]) == sorted(c for c, r in rows.items() if r["drifted"])

@@ -75,7 +75,7 @@ def _run_champion(
     import warnings
 
     import dagster as dg
-    from dagster._core.errors import DagsterError
+    from dagster import DagsterError
 
     from mlops_dagster.factory.keys import Tags
 

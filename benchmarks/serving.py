@@ -1,0 +1,682 @@
+"""Serving: the edge bundle in process, the cloud bento over HTTP, and the bundle's size, in one run.
+
+Run from the repo root:
+
+    .venv/bin/python benchmarks/serving.py [--iterations 5000] [--requests 1000] [--duration 20]
+
+Setup (not timed): three demo-like champions trained the way the candidate asset trains them
+(`train_candidate` from a spec) on a seeded frame: HistGradientBoostingClassifier and
+LogisticRegression on a churn-like frame (5 numeric + 2 categorical features, NaN/None in some), Ridge
+on a demand-like frame (price, promo, plan). Each is converted with `convert_to_onnx` and written as a
+bundle with `write_bundle`; the HistGradientBoosting champion is also stored (`save_version`) and
+built into a bento (`build_bento`, no image) in a temporary BentoML store.
+
+1. Edge, in process, one row: `Predictor.predict(row_dict)` (and `predict_proba` for classifiers)
+   against a bare `onnxruntime.InferenceSession.run` on the same model.onnx with prebuilt inputs (the
+   floor) and against the sklearn champion's `predict` / `predict_proba` on a prebuilt 1-row DataFrame.
+   Warm-up, then `--iterations` calls each, timed one by one with `time.perf_counter_ns`.
+2. Cloud: `bentoml serve <bento>` on 127.0.0.1 (the same command and environment as
+   tests/packaging/test_bento_served.py), one-row `POST /predict` requests over one reused keep-alive
+   `http.client.HTTPConnection` (p50/p99 of `--requests`), then 32 concurrent connections for
+   `--duration` seconds with `wrk` (or, without wrk, 32 Python threads with a keep-alive connection
+   each) against `/predict`, and the same load on BentoML's `/livez` and on the service's `/healthz`
+   (answered by the service's middleware) as ceilings. The server is always torn down (process group).
+3. Size: model.onnx and the whole bundle folder against the joblib pickle of the champion.
+
+OMP_NUM_THREADS=1 is set here as the bento sets it for its server, so sklearn runs single-threaded in
+both places; onnxruntime uses 1 intra-op thread (the Predictor's default).
+"""
+
+# ruff: noqa: E402  (the environment must be set before bentoml is imported)
+
+import os
+import tempfile
+from pathlib import Path
+
+_TMP = tempfile.TemporaryDirectory(prefix="mlops-serving-bench-")
+ROOT = Path(_TMP.name)
+os.environ["BENTOML_HOME"] = str(ROOT / "bentoml")
+os.environ["BENTOML_DO_NOT_TRACK"] = "true"
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["GX_ANALYTICS_ENABLED"] = "false"
+os.environ["OMP_NUM_THREADS"] = "1"
+
+import argparse
+import http.client
+import json
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import version as dist_version
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops_dagster.packaging import convert_to_onnx, write_bundle
+from mlops_dagster.packaging.bento import BentoResult, build_bento, service_config
+from mlops_dagster.packaging.edge_predictor import _NUMPY_TYPES, Predictor
+from mlops_dagster.packaging.service_template import predict_rows, request_model, response_model
+from mlops_dagster.registry.store import save_version, serialize, sha256_hex
+from mlops_dagster.spec.models import PipelineSpec
+from mlops_dagster.training.train import prepare_frame, train_candidate
+
+CHURN_NUMERIC = ["tenure_months", "monthly_charges", "support_calls", "sessions_7d", "days_since_login"]
+CHURN_TEXT = ["plan", "region"]
+CHURN_FEATURES = CHURN_NUMERIC + CHURN_TEXT
+DEMAND_FEATURES = ["price", "promo", "plan"]
+CASES: dict[str, tuple[str, str, dict[str, Any], list[str]]] = {
+    "HistGradientBoostingClassifier": (
+        "classification",
+        "sklearn.ensemble.HistGradientBoostingClassifier",
+        {"max_iter": 100, "random_state": 0},  # as pipelines/churn.yaml
+        CHURN_FEATURES,
+    ),
+    "LogisticRegression": (
+        "classification",
+        "sklearn.linear_model.LogisticRegression",
+        {"max_iter": 2000},
+        CHURN_FEATURES,
+    ),
+    "Ridge": ("regression", "sklearn.linear_model.Ridge", {"alpha": 1.0}, DEMAND_FEATURES),
+}
+CLOUD_CASE = "HistGradientBoostingClassifier"
+CLOUD_PIPELINE = "bench_churn"
+EDGE_RATIO_TARGET = 1.5  # Predictor / bare onnxruntime
+HTTP_P50_TARGET_MS = 3.0
+THROUGHPUT_TARGET = 0.80  # /predict req/s over the empty endpoint's
+CONCURRENCY = 32
+READY_TIMEOUT = 120.0
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+def dataset(n: int = 4000) -> pd.DataFrame:
+    rng = np.random.default_rng(2026)
+    df = pd.DataFrame(
+        {
+            "customer_id": np.arange(n),
+            "event_time": pd.date_range("2026-01-01", periods=n, freq="15min"),
+            "tenure_months": rng.integers(0, 120, n).astype(np.int64),
+            "monthly_charges": rng.uniform(20.0, 150.0, n),
+            "support_calls": rng.poisson(1.5, n).astype(np.int64),
+            "sessions_7d": rng.poisson(6.0, n).astype(np.int64),
+            "days_since_login": rng.exponential(5.0, n).round(1),
+            "plan": rng.choice(np.array(["basic", "standard", "premium", None], dtype=object), n),
+            "region": rng.choice(np.array(["north", "south", "east", "west"], dtype=object), n),
+            "price": rng.uniform(5.0, 50.0, n).round(2),
+            "promo": rng.integers(0, 2, n).astype(np.int64),
+        }
+    )
+    df.loc[::13, "monthly_charges"] = np.nan
+    df.loc[::29, "days_since_login"] = np.nan
+    df.loc[5::41, "region"] = None
+    score = (
+        0.02 * df["monthly_charges"].fillna(80)
+        - 0.03 * df["tenure_months"]
+        + 0.5 * df["support_calls"]
+        - 0.1 * df["sessions_7d"]
+        + 0.05 * df["days_since_login"].fillna(5)
+        + (df["plan"] == "basic") * 1.0
+        + rng.normal(0, 0.7, n)
+    )
+    df["churned"] = (score > score.median()).astype(np.int64)
+    df["units"] = (
+        60 - 0.8 * df["price"] + 6 * df["promo"] + 3 * (df["plan"] == "premium") + rng.normal(0, 2, n)
+    ).round(1)
+    return df
+
+
+def spec_for(name: str, task: str, estimator: str, params: dict[str, Any]) -> PipelineSpec:
+    return PipelineSpec.model_validate(
+        {
+            "name": name,
+            "dataset": {
+                "source": {"uri": "x.parquet"},
+                "entity": "customer_id",
+                "timestamp": "event_time",
+                "label": "churned" if task == "classification" else "units",
+            },
+            "model": {
+                "task": task,
+                "estimator": estimator,
+                "params": params,
+                "metric": "roc_auc" if task == "classification" else "r2",
+            },
+        }
+    )
+
+
+def plain(value: Any) -> Any:
+    """A JSON value as a client sends it: None for missing, Python numbers."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+@dataclass
+class Champion:
+    name: str
+    task: str
+    spec: PipelineSpec
+    model: Any
+    features: list[str]
+    schema: dict[str, str]
+    bundle: Path
+    joblib_bytes: int
+    row: dict[str, Any]  # one request row, JSON values
+    frame: pd.DataFrame  # the same row as the champion's 1-row input
+
+
+def train_all(data: pd.DataFrame) -> dict[str, Champion]:
+    out = {}
+    # A full row (no missing value) from the latest rows: a typical request.
+    row_index = int(data.dropna(subset=CHURN_FEATURES).index[-1])
+    for name, (task, estimator, params, features) in CASES.items():
+        spec = spec_for(f"bench_{name.lower()}", task, estimator, params)
+        result = train_candidate(spec, data, features)
+        pickled = serialize(result.model)
+        digest = sha256_hex(pickled)
+        bundle = write_bundle(
+            ROOT / "bundles" / name,
+            convert_to_onnx(result.model, result.schema, task),
+            pipeline=spec.name,
+            version=digest[:32],
+            model_sha256=digest,
+            features=result.features,
+            feature_schema=result.schema,
+            task=task,
+            classes=getattr(result.model, "classes_", None),
+        )
+        one = data.loc[[row_index]]
+        frame = prepare_frame(spec, one, result.features)[0]
+        row = {k: plain(v) for k, v in frame.iloc[0].items()}
+        out[name] = Champion(
+            name, task, spec, result.model, result.features, result.schema, bundle, len(pickled), row, frame
+        )
+    return out
+
+
+# ------------------------------------------------------------------------------------------- timing
+
+
+@dataclass(frozen=True)
+class Timing:
+    p50_us: float
+    p99_us: float
+
+    def show(self) -> str:
+        return f"{fmt_us(self.p50_us)} (p99 {fmt_us(self.p99_us)})"
+
+
+def fmt_us(us: float) -> str:
+    return f"{us / 1000:.2f} ms" if us >= 1000 else f"{us:.1f} µs"
+
+
+def percentiles(ns: list[int]) -> Timing:
+    arr = np.asarray(ns, dtype=np.float64) / 1000.0
+    return Timing(float(np.percentile(arr, 50)), float(np.percentile(arr, 99)))
+
+
+def time_calls(fn: Callable[[], Any], iterations: int, warmup: int) -> Timing:
+    for _ in range(warmup):
+        fn()
+    clock = time.perf_counter_ns
+    samples = [0] * iterations
+    for i in range(iterations):
+        start = clock()
+        fn()
+        samples[i] = clock() - start
+    return percentiles(samples)
+
+
+@dataclass(frozen=True)
+class EdgeResult:
+    name: str
+    method: str
+    predictor: Timing
+    bare: Timing
+    sklearn: Timing
+
+
+def bench_edge(champion: Champion, iterations: int, warmup: int) -> list[EdgeResult]:
+    import onnxruntime as ort
+
+    predictor = Predictor(champion.bundle)
+    manifest = predictor.manifest
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(
+        str(champion.bundle / manifest["model_file"]), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    feeds = {}
+    for spec in manifest["inputs"]:
+        value = champion.row.get(spec["name"])
+        if spec["type"] == "string":
+            feeds[spec["name"]] = np.array([["" if value is None else str(value)]], dtype=object)
+        else:
+            dtype = _NUMPY_TYPES[spec["type"]]
+            feeds[spec["name"]] = np.array([[np.nan if value is None else value]], dtype=dtype)
+    roles = {o["role"]: o["name"] for o in manifest["outputs"]}
+    row, frame, model = champion.row, champion.frame, champion.model
+    # Same answers before timing anything.
+    np.testing.assert_allclose(predictor.predict(row), model.predict(frame), rtol=1e-5, err_msg=champion.name)
+    methods = [("predict", "prediction", predictor.predict, model.predict)]
+    if champion.task == "classification":
+        np.testing.assert_allclose(predictor.predict_proba(row), model.predict_proba(frame), atol=1e-5)
+        methods.append(("predict_proba", "probabilities", predictor.predict_proba, model.predict_proba))
+    results = []
+    for method, role, ours, theirs in methods:
+        outputs = [roles[role]]
+        results.append(
+            EdgeResult(
+                champion.name,
+                method,
+                predictor=time_calls(lambda ours=ours: ours(row), iterations, warmup),
+                bare=time_calls(lambda outputs=outputs: session.run(outputs, feeds), iterations, warmup),
+                sklearn=time_calls(lambda theirs=theirs: theirs(frame), iterations, warmup),
+            )
+        )
+    return results
+
+
+# -------------------------------------------------------------------------------------------- cloud
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """`bentoml serve <tag>` on 127.0.0.1 in its own process group; `stop()` kills the whole group."""
+
+    def __init__(self, tag: str) -> None:
+        self.port = free_port()
+        self.log = ROOT / "serve.log"
+        env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "DO_NOT_TRACK": "1"}
+        cmd = [sys.executable, "-m", "bentoml", "serve", tag, "--host", "127.0.0.1", "--port", str(self.port)]
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def wait_ready(self) -> float:
+        start = time.monotonic()
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"bentoml serve exited with {self.proc.returncode}:\n{self.tail()}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/readyz")
+                if conn.getresponse().status == 200:
+                    conn.close()
+                    return time.monotonic() - start
+                conn.close()
+            except OSError:
+                pass
+            if time.monotonic() - start > READY_TIMEOUT:
+                raise RuntimeError(f"not ready after {READY_TIMEOUT:.0f} s:\n{self.tail()}")
+            time.sleep(0.25)
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+    def processes(self) -> list[str]:
+        """Command lines of the server's process group (the arbiter and its workers)."""
+        out = subprocess.run(
+            ["ps", "-o", "pid=,args=", "-g", str(self.proc.pid)], capture_output=True, text=True, check=False
+        ).stdout
+        return [line.strip() for line in out.splitlines() if line.strip()]
+
+    def stop(self) -> None:
+        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.proc.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def http_latency(port: int, method: str, path: str, body: bytes | None, requests: int, warmup: int) -> Timing:
+    """One keep-alive connection, requests one after another; every answer must be 200."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    clock = time.perf_counter_ns
+    samples = []
+    try:
+        for i in range(warmup + requests):
+            start = clock()
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            elapsed = clock() - start
+            if resp.status != 200:
+                raise RuntimeError(f"{method} {path} answered {resp.status}: {data[:300]!r}")
+            if i >= warmup:
+                samples.append(elapsed)
+    finally:
+        conn.close()
+    return percentiles(samples)
+
+
+@dataclass(frozen=True)
+class Load:
+    rps: float
+    requests: int
+    errors: int
+    p50_ms: float | None
+    p99_ms: float | None
+    tool: str
+
+
+_UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def _wrk_ms(text: str, pct: str) -> float | None:
+    m = re.search(rf"^\s*{pct}%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M)
+    return float(m.group(1)) * _UNITS_MS[m.group(2)] if m else None
+
+
+def load_wrk(port: int, path: str, body: bytes | None, duration: int) -> Load:
+    script = ROOT / "wrk.lua"
+    lines = []
+    if body is not None:
+        lines = [
+            'wrk.method = "POST"',
+            f"wrk.body = {json.dumps(body.decode())}",
+            'wrk.headers["Content-Type"] = "application/json"',
+        ]
+    script.write_text("\n".join(lines) + "\n")
+    cmd = [
+        "wrk",
+        "-t2",
+        f"-c{CONCURRENCY}",
+        f"-d{duration}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        "-s",
+        str(script),
+        f"http://127.0.0.1:{port}{path}",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=duration + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    errors = 0
+    if m := re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out):
+        errors += int(m.group(1))
+    if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
+        errors += sum(int(g) for g in m.groups())
+    return Load(rps, total, errors, _wrk_ms(out, "50"), _wrk_ms(out, "99"), "wrk -t2 -c32")
+
+
+def load_python(port: int, path: str, body: bytes | None, duration: int) -> Load:
+    """32 threads, each with its own keep-alive connection, for `duration` seconds."""
+    method = "POST" if body is not None else "GET"
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    counts = [[0, 0] for _ in range(CONCURRENCY)]
+    latencies: list[list[int]] = [[] for _ in range(CONCURRENCY)]
+    stop_at = time.monotonic() + duration
+
+    def worker(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        while time.monotonic() < stop_at:
+            start = time.perf_counter_ns()
+            try:
+                conn.request(method, path, body=body, headers=headers)
+                resp = conn.getresponse()
+                resp.read()
+                ok = resp.status == 200
+            except (OSError, http.client.HTTPException):
+                ok = False
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            counts[i][0 if ok else 1] += 1
+            latencies[i].append(time.perf_counter_ns() - start)
+        conn.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(CONCURRENCY)]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - start
+    ok, errors = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    timing = percentiles([x for lat in latencies for x in lat])
+    return Load(ok / elapsed, ok + errors, errors, timing.p50_us / 1000, timing.p99_us / 1000, "Python x32")
+
+
+@dataclass
+class CloudResult:
+    bento: BentoResult
+    ready_s: float
+    workers: str
+    processes: list[str]
+    predict_c1: Timing
+    livez_c1: Timing
+    healthz_c1: Timing
+    predict_load: Load
+    livez_load: Load
+    healthz_load: Load
+    breakdown: dict[str, Timing]
+
+
+def in_process_breakdown(champion: Champion, config: dict[str, Any], body: bytes, n: int) -> dict[str, Timing]:
+    """The service's own work for one request, in this process: validation, frame, model, response."""
+    import pandas as pd
+
+    from mlops_dagster.packaging.service_template import to_frame
+
+    request_cls, response_cls = request_model(config), response_model(config)
+    request = request_cls.model_validate_json(body)
+    rows = request.rows
+    features, schema = list(config["features"]), dict(config["feature_schema"])
+    frame = to_frame(rows, features, schema)
+    model = champion.model
+    out = predict_rows(model, rows, config)
+    assert isinstance(frame, pd.DataFrame)
+    warm = 200
+    return {
+        "pydantic request validation (JSON -> rows)": time_calls(
+            lambda: request_cls.model_validate_json(body), n, warm
+        ),
+        "`to_frame` (rows -> 1-row DataFrame)": time_calls(lambda: to_frame(rows, features, schema), n, warm),
+        "sklearn `predict` + `predict_proba`": time_calls(
+            lambda: (model.predict(frame), model.predict_proba(frame)), n, warm
+        ),
+        "whole `predict_rows` (frame + both model calls + lists)": time_calls(
+            lambda: predict_rows(model, rows, config), n, warm
+        ),
+        "response model + JSON": time_calls(lambda: response_cls(**out).model_dump_json(), n, warm),
+    }
+
+
+def bench_cloud(champion: Champion, requests: int, duration: int, breakdown_n: int) -> CloudResult:
+    card = {
+        "features": champion.features,
+        "feature_schema": champion.schema,
+        "task": champion.task,
+        "estimator": champion.spec.model.estimator,
+    }
+    stored = save_version(CLOUD_PIPELINE, champion.model, card, "# {version}")
+    bento = build_bento(
+        stored.pipeline, stored.version, stored.sha256, build_dir=ROOT / "bento-build", containerize=False
+    )
+    config = service_config(card, stored.pipeline, stored.version, stored.sha256)
+    body = json.dumps({"rows": [champion.row]}).encode()
+    load = load_wrk if shutil.which("wrk") else load_python
+    server = Server(bento.tag)
+    try:
+        ready = server.wait_ready()
+        # The answer is the champion's, before timing anything.
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        conn.request("POST", "/predict", body=body, headers={"Content-Type": "application/json"})
+        answer = json.loads(conn.getresponse().read())
+        conn.close()
+        assert answer["predictions"] == champion.model.predict(champion.frame).tolist(), answer
+        processes = server.processes()
+        predict_c1 = http_latency(server.port, "POST", "/predict", body, requests, warmup=200)
+        livez_c1 = http_latency(server.port, "GET", "/livez", None, requests, warmup=200)
+        healthz_c1 = http_latency(server.port, "GET", "/healthz", None, requests, warmup=200)
+        load(server.port, "/predict", body, 3)  # warm-up under load
+        predict_load = load(server.port, "/predict", body, duration)
+        livez_load = load(server.port, "/livez", None, duration)
+        healthz_load = load(server.port, "/healthz", None, duration)
+    finally:
+        server.stop()
+    workers = _workers(bento)
+    return CloudResult(
+        bento,
+        ready,
+        workers,
+        processes,
+        predict_c1,
+        livez_c1,
+        healthz_c1,
+        predict_load,
+        livez_load,
+        healthz_load,
+        in_process_breakdown(champion, config, body, breakdown_n),
+    )
+
+
+def _workers(bento: BentoResult) -> str:
+    text = (Path(bento.path) / "src" / "mlops_bento_runtime.py").read_text()
+    m = re.search(r"bentoml\.service\([^)]*workers=(\w+)", text)
+    return f"{m.group(1)} (`@bentoml.service(workers=...)` in the service)" if m else "BentoML default"
+
+
+# -------------------------------------------------------------------------------------------- sizes
+
+
+def dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def fmt_kb(n: int) -> str:
+    return f"{n / 1024:.1f} kB"
+
+
+# ------------------------------------------------------------------------------------------- report
+
+
+def report(edge: list[EdgeResult], cloud: CloudResult, champions: dict[str, Champion]) -> str:
+    lines = [
+        "| part | measurement | ours | baseline | ratio | target |",
+        "| --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    for r in edge:
+        ratio = r.predictor.p50_us / r.bare.p50_us
+        met = "met" if ratio <= EDGE_RATIO_TARGET else "**not met**"
+        lines.append(
+            f"| edge | {r.name} `{r.method}`, 1 row: Predictor vs bare onnxruntime | "
+            f"{r.predictor.show()} | {r.bare.show()} | {ratio:.2f}x | <= {EDGE_RATIO_TARGET}x: {met} |"
+        )
+    for r in edge:
+        lines.append(
+            f"| edge | {r.name} `{r.method}`, 1 row: sklearn (1-row DataFrame) vs Predictor | "
+            f"{r.sklearn.show()} | {r.predictor.show()} | {r.sklearn.p50_us / r.predictor.p50_us:.1f}x | - |"
+        )
+    c1 = cloud.predict_c1
+    met = "met" if c1.p50_us / 1000 <= HTTP_P50_TARGET_MS else "**not met**"
+    lines.append(
+        f"| cloud | `POST /predict` 1 row, concurrency 1, keep-alive: vs `GET /livez` | {c1.show()} | "
+        f"{cloud.livez_c1.show()} | {c1.p50_us / cloud.livez_c1.p50_us:.1f}x | "
+        f"p50 <= {HTTP_P50_TARGET_MS:g} ms: {met} |"
+    )
+    lines.append(
+        f"| cloud | `GET /healthz` (answered by the middleware), concurrency 1 | {cloud.healthz_c1.show()} "
+        "| | | - |"
+    )
+
+    def load_cell(load: Load) -> str:
+        lat = f"; p50 {load.p50_ms:.1f} ms, p99 {load.p99_ms:.1f} ms" if load.p50_ms is not None else ""
+        return f"{load.rps:,.0f} req/s ({load.errors} errors of {load.requests:,}{lat})"
+
+    for name, ceiling in (("`/livez`", cloud.livez_load), ("`/healthz`", cloud.healthz_load)):
+        share = cloud.predict_load.rps / ceiling.rps
+        met = "met" if share >= THROUGHPUT_TARGET and cloud.predict_load.errors == 0 else "**not met**"
+        lines.append(
+            f"| cloud | `POST /predict` vs {name}, {CONCURRENCY} connections, {cloud.predict_load.tool} | "
+            f"{load_cell(cloud.predict_load)} | {load_cell(ceiling)} | {share:.0%} | "
+            f">= {THROUGHPUT_TARGET:.0%}, 0 errors: {met} |"
+        )
+    for name, champion in champions.items():
+        onnx = (champion.bundle / "model.onnx").stat().st_size
+        bundle = dir_size(champion.bundle)
+        lines.append(
+            f"| size | {name}: model.onnx (whole bundle) vs joblib pickle | {fmt_kb(onnx)} ({fmt_kb(bundle)}) | "
+            f"{fmt_kb(champion.joblib_bytes)} | {onnx / champion.joblib_bytes:.2f}x "
+            f"({bundle / champion.joblib_bytes:.2f}x) | - |"
+        )
+    lines.append(
+        f"| size | {CLOUD_CASE} bento (sources, env, the model) | {fmt_kb(cloud.bento.size_bytes)} | "
+        f"{fmt_kb(champions[CLOUD_CASE].joblib_bytes)} | {cloud.bento.size_bytes / champions[CLOUD_CASE].joblib_bytes:.1f}x | - |"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=5000, help="timed in-process calls per measurement")
+    parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--requests", type=int, default=1000, help="timed HTTP requests at concurrency 1")
+    parser.add_argument("--duration", type=int, default=20, help="seconds of load at concurrency 32")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+
+    setup = time.perf_counter()
+    champions = train_all(dataset())
+    print(f"setup: 3 champions trained, converted and bundled in {time.perf_counter() - setup:.1f} s")
+    edge = []
+    for champion in champions.values():
+        edge.extend(bench_edge(champion, args.iterations, args.warmup))
+    start = time.perf_counter()
+    cloud = bench_cloud(champions[CLOUD_CASE], args.requests, args.duration, min(args.iterations, 2000))
+    print(f"cloud part (bento build, server start, load) took {time.perf_counter() - start:.0f} s")
+    print(
+        f"\nmachine: {os.cpu_count()} cores, {platform.system()} {platform.machine()}, Python "
+        f"{platform.python_version()}; onnxruntime {dist_version('onnxruntime')}, scikit-learn "
+        f"{dist_version('scikit-learn')}, bentoml {dist_version('bentoml')}, "
+        f"wrk {'yes' if shutil.which('wrk') else 'no (Python load generator)'}\n"
+    )
+    print(report(edge, cloud, champions))
+    print(f"\nserver: {cloud.workers} worker(s); ready {cloud.ready_s:.1f} s after start; process group:")
+    for line in cloud.processes:
+        print(f"  {line[:160]}")
+    print("\nin-process cost of one /predict request's service work (same model, same body), p50 (p99):")
+    for name, timing in cloud.breakdown.items():
+        print(f"- {name}: {timing.show()}")
+    print(
+        f"- HTTP floor, `GET /livez` over the same connection: {cloud.livez_c1.show()}; "
+        f"`GET /healthz`: {cloud.healthz_c1.show()}"
+    )
+    med = statistics.median([r.predictor.p50_us / r.bare.p50_us for r in edge])
+    print(f"\nmedian Predictor/bare ratio over {len(edge)} measurements: {med:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    finally:
+        _TMP.cleanup()

@@ -1,0 +1,169 @@
+"""Packaging assets: `<p>/bento` (cloud) and `<p>/edge_bundle` (ONNX, with a blocking parity check).
+
+Both follow the champion: they depend on it and carry `AutomationCondition.eager()`, so a promotion or
+rollback (a new champion data version) makes them stale and the automation sensor rebuilds them; the
+retrain job includes them too. Each is versioned by the champion it packages.
+"""
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from mlops_dagster.errors import RegistryError
+from mlops_dagster.factory.dataset import IO_MANAGER_KEY
+from mlops_dagster.factory.keys import bento_key, champion_key, edge_bundle_key, training_set_key
+from mlops_dagster.factory.versions import code_version
+from mlops_dagster.spec.models import PipelineSpec
+
+PARITY_CHECK = "onnx_parity"
+
+
+def _champion(context: dg.AssetExecutionContext, spec: PipelineSpec) -> Any:
+    from mlops_dagster.registry.records import current_champion
+
+    champion = current_champion(context.instance, spec.name)
+    if champion is None:
+        raise RegistryError(f"{spec.name}: there is no champion to package yet")
+    return champion
+
+
+def build_bento_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=bento_key(spec.name),
+        group_name=spec.name,
+        description=(
+            f"BentoML bento serving the `{spec.name}` champion (request schema from its features, "
+            "version headers, /healthz), with its generated Dockerfile and pinned requirements."
+        ),
+        kinds={"bentoml", "docker"},
+        owners=list(spec.owners),
+        deps=[champion_key(spec.name)],
+        automation_condition=dg.AutomationCondition.eager(),
+        code_version=code_version(spec.serving, "bento"),
+    )
+    def _bento(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        from mlops_dagster.packaging.bento import build_bento
+
+        champion = _champion(context, spec)
+        result = build_bento(spec.name, champion.version, champion.sha256)
+        if not result.containerized:
+            context.log.warning(f"{result.tag}: containerize skipped: {result.containerize_note}")
+        return dg.MaterializeResult(
+            metadata={
+                "mlops/bento_tag": result.tag,
+                "mlops/version": champion.version,
+                "mlops/bento_path": dg.MetadataValue.path(str(result.path)),
+                "mlops/dockerfile": dg.MetadataValue.path(str(result.dockerfile_path)),
+                "mlops/size_bytes": int(result.size_bytes),
+                "mlops/api_schema": dg.MetadataValue.json(result.api_schema),
+                "mlops/containerized": bool(result.containerized),
+                "mlops/containerize_note": result.containerize_note,
+            },
+            data_version=dg.DataVersion(str(result.tag)),
+        )
+
+    return _bento
+
+
+def _holdout(training_set: pd.DataFrame, card: dict[str, Any], timestamp: str) -> pd.DataFrame:
+    cutoff = (card.get("holdout") or {}).get("cutoff")
+    return training_set[training_set[timestamp] >= pd.Timestamp(cutoff)] if cutoff else training_set
+
+
+def build_edge_bundle_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
+    key = edge_bundle_key(spec.name)
+    check = dg.AssetCheckSpec(
+        PARITY_CHECK,
+        asset=key,
+        blocking=True,
+        description="ONNX predictions equal the champion's on its holdout",
+    )
+
+    @dg.asset(
+        key=key,
+        group_name=spec.name,
+        description=(
+            f"Self-contained ONNX bundle of the `{spec.name}` champion for edge devices (model.onnx, "
+            "manifest with sha256s, an onnxruntime+numpy predictor), also in the BentoML store."
+        ),
+        kinds={"onnx", "bentoml"},
+        owners=list(spec.owners),
+        ins={"training_set": dg.AssetIn(key=training_set_key(spec.name))},
+        deps=[champion_key(spec.name)],
+        check_specs=[check],
+        output_required=False,
+        automation_condition=dg.AutomationCondition.eager(),
+        required_resource_keys={IO_MANAGER_KEY},
+        code_version=code_version(spec.serving, "edge"),
+    )
+    def _edge_bundle(context: dg.AssetExecutionContext, training_set: pd.DataFrame) -> Iterator[Any]:
+        from mlops_dagster.packaging.onnx_bundle import convert_to_onnx, store_bundle_in_bentoml, write_bundle
+        from mlops_dagster.packaging.parity import check_parity
+        from mlops_dagster.registry.store import load_version, read_card
+
+        champion = _champion(context, spec)
+        model = load_version(spec.name, champion.version, champion.sha256)
+        card = read_card(spec.name, champion.version)
+        features, schema, task = list(card["features"]), dict(card["feature_schema"]), card["task"]
+        onnx_bytes = convert_to_onnx(model, schema, task)
+        final = Path(str(getattr(context.resources, IO_MANAGER_KEY).asset_dir(key))) / champion.version
+        bundle_args: dict[str, Any] = {
+            "pipeline": spec.name,
+            "version": champion.version,
+            "model_sha256": champion.sha256,
+            "features": features,
+            "feature_schema": schema,
+            "task": task,
+            "classes": [*getattr(model, "classes_", [])] or None,
+        }
+        with tempfile.TemporaryDirectory(prefix=f"{spec.name}-edge-") as staging:
+            bundle = write_bundle(Path(staging) / "bundle", onnx_bytes, **bundle_args)
+            holdout = _holdout(training_set, card, spec.dataset.timestamp)
+            parity = check_parity(model, bundle, holdout, features, task)
+            metadata = {
+                "mlops/rows": parity.n_rows,
+                "mlops/label_agreement": parity.label_agreement,
+                "mlops/max_proba_diff": parity.max_proba_diff,
+                "mlops/max_rel_err": parity.max_rel_err,
+                "mlops/version": champion.version,
+            }
+            if parity.passed:
+                # Written atomically over any bundle of this version; other versions stay as they are.
+                final = write_bundle(final, onnx_bytes, **bundle_args)
+                tag = store_bundle_in_bentoml(final, spec.name, champion.version)
+                size = sum(p.stat().st_size for p in final.iterdir() if p.is_file())
+                yield dg.MaterializeResult(
+                    metadata={
+                        "mlops/bundle": dg.MetadataValue.path(str(final)),
+                        "mlops/bento_model": tag,
+                        "mlops/size_bytes": size,
+                        **metadata,
+                    },
+                    data_version=dg.DataVersion(champion.version),
+                )
+            else:
+                context.log.error(
+                    f"{spec.name}: ONNX parity failed for {champion.version}; the previous "
+                    f"bundle stays in place: {parity.details}"
+                )
+        yield dg.AssetCheckResult(
+            check_name=PARITY_CHECK,
+            passed=bool(parity.passed),
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=None if parity.passed else str(parity.details)[:1000],
+            metadata={**{k: v for k, v in metadata.items() if v is not None}},
+        )
+
+    return _edge_bundle
+
+
+def packaging_assets(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
+    targets = set(spec.serving.targets)
+    return [
+        *([build_bento_asset(spec)] if "cloud" in targets else []),
+        *([build_edge_bundle_asset(spec)] if "edge" in targets else []),
+    ]

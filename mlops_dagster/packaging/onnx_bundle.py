@@ -1,0 +1,454 @@
+"""The champion as an edge bundle: ONNX model, manifest, standalone predictor, hash-checked.
+
+`convert_to_onnx` turns the fitted sklearn pipeline into ONNX (one input per feature column),
+`write_bundle` writes the self-contained folder atomically, `check_parity` (parity.py) compares it with
+the champion, and `store_bundle_in_bentoml` keeps it in the BentoML model store as `<pipeline>_edge`.
+skl2onnx, onnx, sklearn and bentoml are imported inside the functions that use them.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mlops_dagster.errors import IntegrityError, PackagingError
+
+MODEL_FILE = "model.onnx"
+MANIFEST_FILE = "manifest.json"
+PREDICTOR_FILE = "predictor.py"
+README_FILE = "README.txt"
+# Opset 17 with ai.onnx.ml 3 loads in onnxruntime 1.13 and later: old runtimes on devices keep working.
+TARGET_OPSET: dict[str, int] = {"": 17, "ai.onnx.ml": 3}
+# Covered by tests/packaging/test_onnx_bundle.py; most other sklearn estimators convert too.
+EDGE_ESTIMATORS = (
+    "GradientBoostingClassifier",
+    "GradientBoostingRegressor",
+    "HistGradientBoostingClassifier",
+    "HistGradientBoostingRegressor",
+    "LinearRegression",
+    "LogisticRegression",
+    "RandomForestClassifier",
+    "RandomForestRegressor",
+    "Ridge",
+)
+_TASKS = ("classification", "regression")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def text_columns(feature_schema: Mapping[str, str]) -> list[str]:
+    """The columns fed as strings: everything but non-bool numbers, the split `_pipeline` trains with."""
+    import pandas as pd
+
+    def numeric(dtype: str) -> bool:
+        try:
+            resolved = pd.api.types.pandas_dtype(dtype)
+        except TypeError:
+            return False
+        return pd.api.types.is_numeric_dtype(resolved) and not pd.api.types.is_bool_dtype(resolved)
+
+    return [col for col, dtype in feature_schema.items() if not numeric(dtype)]
+
+
+def _qualname(obj: Any) -> str:
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _final_estimator(model: Any) -> Any:
+    return model.steps[-1][1] if hasattr(model, "steps") else model
+
+
+def _walk(estimator: Any) -> Iterator[Any]:
+    """The estimator and every fitted step below it (Pipeline steps, ColumnTransformer transformers)."""
+    if estimator is None or isinstance(estimator, str):  # "drop" / "passthrough"
+        return
+    yield estimator
+    for _, step in getattr(estimator, "steps", []):
+        yield from _walk(step)
+    for _, transformer, _ in getattr(estimator, "transformers_", []):
+        yield from _walk(transformer)
+
+
+def _unsupported(name: str, version: str) -> PackagingError:
+    return PackagingError(
+        f"{name} has no ONNX converter in skl2onnx {version}, so the champion cannot be packaged for the "
+        f"edge target. Estimators that package: {', '.join(EDGE_ESTIMATORS)} (and most other sklearn "
+        "estimators); set model.estimator to one of them or remove 'edge' from serving.targets"
+    )
+
+
+def _missing_as_empty(encoder: Any, columns: list[str]) -> None:
+    """Rename the encoder's None/NaN category to "": the value the predictor sends for a missing text."""
+    import numpy as np
+
+    renamed = []
+    for column, categories in zip(columns, encoder.categories_, strict=False):
+        values = list(categories)
+        missing = [v is None or (isinstance(v, float) and v != v) for v in values]
+        if any(missing) and "" in values:
+            raise PackagingError(
+                f"column {column!r} has both '' and a missing value among its categories; the edge "
+                "predictor sends '' for missing text, so map '' to None (or a real value) before training"
+            )
+        if any(missing):
+            categories = np.array(
+                ["" if m else v for v, m in zip(values, missing, strict=True)], dtype=object
+            )
+        renamed.append(categories)
+    encoder.categories_ = renamed
+
+
+def _onnx_ready_copy(model: Any, text: set[str]) -> Any:
+    """A copy of the fitted pipeline whose text branches skl2onnx can convert with identical results.
+
+    `prepare_frame` hands the champion None for a missing text value. sklearn's most-frequent imputer
+    (missing_values=NaN) leaves None alone and the one-hot encoder treats it as a category of its own,
+    while skl2onnx only converts string imputers whose missing value is a string. So in the copy the
+    text imputer becomes the identity it is in practice, and the None category becomes "".
+    """
+    import numpy as np
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
+
+    prepared = copy.deepcopy(model)
+    for node in _walk(prepared):
+        for _, branch, columns in getattr(node, "transformers_", []):
+            cols = [columns] if isinstance(columns, str) else list(columns) if columns is not None else []
+            if not cols or not all(isinstance(c, str) and c in text for c in cols):
+                continue
+            steps = branch.steps if hasattr(branch, "steps") else [("", branch)]
+            for i, (name, step) in enumerate(steps):
+                if isinstance(step, SimpleImputer) and not isinstance(step.missing_values, str):
+                    steps[i] = (name, FunctionTransformer().fit(np.empty((1, len(cols)), dtype=object)))
+                elif isinstance(step, OneHotEncoder):
+                    _missing_as_empty(step, cols)
+    return prepared
+
+
+def convert_to_onnx(model: Any, feature_schema: dict[str, str], task: str) -> bytes:
+    """Convert the fitted champion pipeline to ONNX bytes, one `[None, 1]` input per feature column.
+
+    Numeric columns are float inputs (missing = NaN), the others string inputs (missing = "");
+    classifiers output `label` and a plain `probabilities` tensor (no ZipMap), regressors `variable`.
+
+    Args:
+        model: the fitted sklearn Pipeline (`prepare` ColumnTransformer + `model` estimator).
+        feature_schema: feature column -> pandas dtype, in feature order (the model card's schema).
+        task: "classification" or "regression".
+
+    Raises:
+        PackagingError: no ONNX converter for a step (the message names it and lists what works),
+            a classifier without `predict_proba`, or a conversion failure.
+    """
+    import google.protobuf
+    import skl2onnx
+
+    # Private, kept here alone: the class -> converter map, by type. The public
+    # `supported_converters()` lists alias names (LogisticRegression appears as LinearClassifier).
+    from skl2onnx._supported_operators import sklearn_operator_name_map
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+    from skl2onnx.common.exceptions import MissingConverter, MissingShapeCalculator
+
+    if task not in _TASKS:
+        raise PackagingError(f"task must be one of {_TASKS}, got {task!r}")
+    for step in _walk(model):
+        if type(step) not in sklearn_operator_name_map:
+            raise _unsupported(_qualname(step), skl2onnx.__version__)
+    estimator = _final_estimator(model)
+    if task == "classification" and not hasattr(estimator, "predict_proba"):
+        raise PackagingError(
+            f"{_qualname(estimator)} has no predict_proba; the edge bundle of a classifier serves "
+            f"probabilities, so use one of {', '.join(n for n in EDGE_ESTIMATORS if 'Classifier' in n)} "
+            "or LogisticRegression"
+        )
+    for node in _walk(model):
+        for _, transformer, columns in getattr(node, "transformers_", []):
+            if isinstance(transformer, str) and transformer == "drop":
+                continue
+            unknown = [
+                c for c in ([columns] if isinstance(columns, str) else columns) if c not in feature_schema
+            ]
+            if unknown:
+                raise PackagingError(f"the model reads columns {unknown} that feature_schema does not list")
+    text = set(text_columns(feature_schema))
+    prepared = _onnx_ready_copy(model, text)
+    initial_types = [
+        (col, StringTensorType([None, 1]) if col in text else FloatTensorType([None, 1]))
+        for col in feature_schema
+    ]
+    options = {id(_final_estimator(prepared)): {"zipmap": False}} if task == "classification" else None
+    try:
+        onx = skl2onnx.convert_sklearn(
+            prepared,
+            initial_types=initial_types,
+            options=options,
+            target_opset=dict(TARGET_OPSET),
+            # The default graph name is a random uuid; a fixed one makes the same model give the same bytes.
+            name=f"mlops_edge_{type(estimator).__name__}",
+        )
+    except (MissingConverter, MissingShapeCalculator) as e:
+        raise _unsupported(_qualname(estimator), skl2onnx.__version__) from e
+    except Exception as e:  # skl2onnx raises RuntimeError, NotImplementedError, TypeError, ...
+        hint = ""
+        if int(google.protobuf.__version__.split(".")[0]) >= 7:
+            hint = f"; protobuf {google.protobuf.__version__} is installed and skl2onnx needs protobuf<7"
+        raise PackagingError(
+            f"skl2onnx {skl2onnx.__version__} could not convert the {_qualname(estimator)} pipeline: "
+            f"{type(e).__name__}: {e}{hint}"
+        ) from e
+    return bytes(onx.SerializeToString())
+
+
+def _graph_io(onnx_bytes: bytes) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, int], str]:
+    import onnx
+
+    model = onnx.load_model_from_string(onnx_bytes)
+
+    def describe(value: Any) -> dict[str, Any]:
+        tensor = value.type.tensor_type
+        return {
+            "name": value.name,
+            "type": onnx.TensorProto.DataType.Name(tensor.elem_type).lower(),
+            "shape": [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim],
+        }
+
+    opset = {imp.domain or "ai.onnx": int(imp.version) for imp in model.opset_import}
+    producer = f"{model.producer_name} {model.producer_version}".strip()
+    return (
+        [describe(v) for v in model.graph.input],
+        [describe(v) for v in model.graph.output],
+        opset,
+        producer,
+    )
+
+
+def build_manifest(
+    onnx_bytes: bytes,
+    *,
+    pipeline: str,
+    version: str,
+    model_sha256: str,
+    features: Sequence[str],
+    feature_schema: Mapping[str, str],
+    task: str,
+    classes: Sequence[Any] | None = None,
+) -> dict[str, Any]:
+    """The bundle's manifest.json without its `files` hashes (pure but for reading the ONNX graph).
+
+    Raises:
+        PackagingError: features, schema and ONNX inputs disagree, or a classifier has no classes.
+    """
+    from mlops_dagster.packaging.edge_predictor import BUNDLE_FORMAT
+
+    if task not in _TASKS:
+        raise PackagingError(f"task must be one of {_TASKS}, got {task!r}")
+    inputs, outputs, opset, producer = _graph_io(onnx_bytes)
+    by_name = {i["name"]: i for i in inputs}
+    if set(features) != set(feature_schema) or set(features) != set(by_name):
+        raise PackagingError(
+            f"features {list(features)}, feature_schema {list(feature_schema)} and the ONNX inputs "
+            f"{list(by_name)} must name the same columns"
+        )
+    for item in inputs:
+        item["missing"] = "" if item["type"] == "string" else "NaN"
+        item["dtype"] = feature_schema[item["name"]]
+    labels = None
+    if task == "classification":
+        if classes is None or len(classes) == 0:
+            raise PackagingError("a classification bundle needs `classes` (the estimator's classes_)")
+        labels = [c.item() if hasattr(c, "item") else c for c in classes]
+        roles = ["prediction", "probabilities"]
+    else:
+        roles = ["prediction"]
+    if len(outputs) < len(roles):
+        raise PackagingError(f"a {task} model needs {len(roles)} ONNX outputs, this one has {outputs}")
+    for output, role in zip(outputs, roles, strict=False):
+        output["role"] = role
+    return {
+        "format": BUNDLE_FORMAT,
+        "pipeline": pipeline,
+        "version": version,
+        "model_sha256": model_sha256,
+        "task": task,
+        "features": list(features),
+        "feature_schema": {c: feature_schema[c] for c in features},
+        "inputs": [by_name[c] for c in features],
+        "outputs": outputs,
+        "classes": labels,
+        "model_file": MODEL_FILE,
+        "opset": opset,
+        "producer": producer,
+    }
+
+
+def _readme(manifest: dict[str, Any]) -> str:
+    return (
+        f"Edge bundle of the {manifest['pipeline']} {manifest['task']} model, version {manifest['version']}"
+        f" (champion sha256 {manifest['model_sha256']}).\n"
+        "Needs only Python 3.9+ with onnxruntime and numpy: `pip install onnxruntime numpy`.\n"
+        "Copy the whole folder to the device; manifest.json lists the inputs and the sha256 of every file.\n"
+        'Python: `from predictor import Predictor; p = Predictor("<folder>"); p.predict({"col": value})`.\n'
+        "Shell: `python predictor.py rows.json` (a JSON object or list; null or absent = missing value).\n"
+    )
+
+
+def write_bundle(
+    out_dir: str | Path,
+    onnx_bytes: bytes,
+    *,
+    pipeline: str,
+    version: str,
+    model_sha256: str,
+    features: Sequence[str],
+    feature_schema: Mapping[str, str],
+    task: str,
+    classes: Sequence[Any] | None = None,
+) -> Path:
+    """Write the self-contained bundle folder: model.onnx, manifest.json, predictor.py, README.txt.
+
+    The folder is written under a temporary name next to `out_dir` and renamed into place, so readers see
+    either no bundle or a whole one. An existing valid bundle with the same manifest is kept as is; any
+    other folder at `out_dir` is replaced.
+
+    Args:
+        out_dir: the bundle folder to create.
+        onnx_bytes: the output of `convert_to_onnx`.
+        pipeline, version, model_sha256: the champion's registry identity (model card `version`, `sha256`).
+        features: feature columns in model order; feature_schema: column -> pandas dtype.
+        task: "classification" or "regression"; classes: the classifier's `classes_`.
+
+    Returns:
+        The bundle folder.
+
+    Raises:
+        PackagingError: the inputs disagree (see `build_manifest`).
+    """
+    from mlops_dagster.packaging import edge_predictor
+
+    manifest = build_manifest(
+        onnx_bytes,
+        pipeline=pipeline,
+        version=version,
+        model_sha256=model_sha256,
+        features=features,
+        feature_schema=feature_schema,
+        task=task,
+        classes=classes,
+    )
+    files = {
+        MODEL_FILE: onnx_bytes,
+        PREDICTOR_FILE: Path(edge_predictor.__file__).read_bytes(),
+        README_FILE: _readme(manifest).encode("utf-8"),
+    }
+    manifest["files"] = {name: sha256_hex(data) for name, data in sorted(files.items())}
+    manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    out = Path(out_dir)
+    if (out / MANIFEST_FILE).is_file() and (out / MANIFEST_FILE).read_bytes() == manifest_bytes:
+        try:
+            edge_predictor.verify_bundle(out)
+            return out
+        except edge_predictor.BundleIntegrityError:
+            pass  # damaged: rewrite it
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        tmp.chmod(0o755)
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+        (tmp / MANIFEST_FILE).write_bytes(manifest_bytes)
+        if out.exists():
+            old = out.with_name(f".{out.name}.{uuid.uuid4().hex}.old")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def verify_bundle(bundle_dir: str | Path) -> dict[str, Any]:
+    """Check every bundle file against the manifest and return the manifest.
+
+    Raises:
+        IntegrityError: the manifest is missing or a file is missing or altered.
+    """
+    from mlops_dagster.packaging import edge_predictor
+
+    try:
+        return edge_predictor.verify_bundle(bundle_dir)
+    except edge_predictor.BundleIntegrityError as e:
+        raise IntegrityError(str(e)) from e
+
+
+def _get(tag: str) -> Any | None:
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        return bentoml.models.get(tag)
+    except NotFound:
+        return None
+
+
+def store_bundle_in_bentoml(bundle_dir: str | Path, pipeline: str, version: str) -> str:
+    """Copy a verified bundle into the BentoML model store as `<pipeline>_edge:<version>`; returns the tag.
+
+    Idempotent: when the tag exists its files are verified against its manifest and it is kept (stored
+    versions are immutable), provided it packages the same champion.
+
+    Raises:
+        IntegrityError: the bundle or the stored copy fails its hash check, or the stored copy packages
+            a different champion.
+        PackagingError: the bundle belongs to another pipeline or version.
+    """
+    import bentoml
+    from bentoml.exceptions import BentoMLException
+
+    source = Path(bundle_dir)
+    manifest = verify_bundle(source)
+    if (manifest["pipeline"], manifest["version"]) != (pipeline, version):
+        raise PackagingError(
+            f"{source} packages {manifest['pipeline']}:{manifest['version']}, not {pipeline}:{version}"
+        )
+    tag = f"{pipeline}_edge:{version}"
+    if _get(tag) is None:
+        labels = {"pipeline": pipeline, "target": "edge", "mlops_sha256": manifest["model_sha256"]}
+        metadata = {
+            "task": manifest["task"],
+            "features": manifest["features"],
+            "format": manifest["format"],
+            "onnx_sha256": manifest["files"][MODEL_FILE],
+            "manifest_sha256": sha256_hex((source / MANIFEST_FILE).read_bytes()),
+        }
+        try:
+            with bentoml.models.create(tag, labels=labels, metadata=metadata) as bento_model:
+                target = Path(bento_model.path)
+                for name in [*manifest["files"], MANIFEST_FILE]:
+                    shutil.copyfile(source / name, target / name)
+                verify_bundle(target)  # a copy that does not verify aborts the create: nothing is stored
+        except BentoMLException:
+            if _get(tag) is None:  # not a concurrent writer that got there first
+                raise
+    stored = _get(tag)
+    if stored is None:
+        raise PackagingError(f"{tag} was not found in the BentoML model store right after saving it")
+    stored_manifest = verify_bundle(stored.path)
+    if stored_manifest["model_sha256"] != manifest["model_sha256"]:
+        raise IntegrityError(
+            f"{tag} in the BentoML store packages champion {stored_manifest['model_sha256']}, the bundle at "
+            f"{source} packages {manifest['model_sha256']}; refusing to mix them"
+        )
+    return tag

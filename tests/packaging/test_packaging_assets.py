@@ -1,0 +1,90 @@
+"""The packaging assets in the graph: built by the retrain job, following the champion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from mlops_dagster.registry import records
+
+K = dg.AssetKey
+
+
+def _meta(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict:
+    event = instance.get_latest_materialization_event(key)
+    assert event is not None, f"{key} not materialized"
+    return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+
+
+@pytest.fixture
+def packaged(demo_defs, helpers):  # type: ignore[no-untyped-def]
+    instance = dg.DagsterInstance.ephemeral()
+    assert helpers.range(demo_defs, instance, [K(["churn", "dataset"])], "2026-01-01", "2026-01-08").success
+    assert demo_defs.resolve_job_def("churn__retrain").execute_in_process(instance=instance).success
+    return demo_defs, instance
+
+
+def test_retrain_packages_the_champion_for_cloud_and_edge(packaged):  # type: ignore[no-untyped-def]
+    defs, instance = packaged
+    champion = records.current_champion(instance, "churn")
+    bento = _meta(instance, K(["churn", "bento"]))
+    assert bento["mlops/version"] == champion.version
+    assert str(bento["mlops/bento_tag"]).startswith(f"churn:{champion.version}")
+    assert Path(bento["mlops/dockerfile"]).exists()
+    assert bento["mlops/containerized"] is False and "Docker" in bento["mlops/containerize_note"]
+    assert "rows" in bento["mlops/api_schema"]["properties"]
+    edge = _meta(instance, K(["churn", "edge_bundle"]))
+    bundle = Path(edge["mlops/bundle"])
+    assert {p.name for p in bundle.iterdir()} >= {"model.onnx", "manifest.json", "predictor.py"}
+    assert edge["mlops/label_agreement"] >= 0.999
+    check = instance.get_latest_asset_check_evaluation_record(
+        dg.AssetCheckKey(K(["churn", "edge_bundle"]), "onnx_parity")
+    )
+    assert check is not None and check.event.dagster_event.event_specific_data.passed
+    event = instance.get_latest_materialization_event(K(["churn", "edge_bundle"]))
+    assert event.asset_materialization.tags["dagster/data_version"] == champion.version
+
+
+def test_packaging_follows_the_champion(demo_defs):  # type: ignore[no-untyped-def]
+    graph = demo_defs.resolve_asset_graph()
+    for key in (K(["churn", "bento"]), K(["churn", "edge_bundle"])):
+        node = graph.get(key)
+        assert K(["churn", "champion"]) in node.parent_keys
+        assert node.automation_condition is not None  # rebuilt when the champion's version changes
+    job = demo_defs.resolve_job_def("churn__retrain")
+    assert {K(["churn", "bento"]), K(["churn", "edge_bundle"])} <= set(job.asset_layer.executable_asset_keys)
+
+
+def test_failing_parity_keeps_the_previous_bundle(packaged, monkeypatch):  # type: ignore[no-untyped-def]
+    from mlops_dagster.packaging import parity
+
+    defs, instance = packaged
+    before = _meta(instance, K(["churn", "edge_bundle"]))
+    files = {p.name: p.read_bytes() for p in Path(before["mlops/bundle"]).iterdir()}
+    real = parity.check_parity
+
+    def failing(*args, **kwargs):  # type: ignore[no-untyped-def]
+        result = real(*args, **kwargs)
+        return parity.ParityResult(
+            passed=False,
+            n_rows=result.n_rows,
+            label_agreement=0.5,
+            max_proba_diff=0.4,
+            max_rel_err=None,
+            details={"forced": "mismatch"},
+        )
+
+    monkeypatch.setattr(parity, "check_parity", failing)
+    result = dg.materialize(
+        list(defs.assets),
+        selection=[K(["churn", "edge_bundle"])],
+        instance=instance,
+        resources=defs.resources,
+        raise_on_error=False,
+    )
+    assert not result.success  # the blocking check failed the step
+    after = _meta(instance, K(["churn", "edge_bundle"]))
+    assert after == before  # no new materialization
+    assert {p.name: p.read_bytes() for p in Path(before["mlops/bundle"]).iterdir()} == files
