@@ -54,6 +54,7 @@ bench: venv
 	$(BIN)/python benchmarks/defs_load.py
 	$(BIN)/python benchmarks/quality.py
 	$(BIN)/python benchmarks/sensor_tick.py
+	$(BIN)/python benchmarks/serving.py
 
 lock: venv
 	$(BIN)/python -m pip install -q -e . 

@@ -6,9 +6,11 @@ Run from the repo root:
 
 (a) plugin:   `load_specs(folder)` + `build_definitions(*specs)` + `defs.resolve_asset_graph()`
 (b) baseline: the same graph written as plain `@dg.asset` definitions with literal values
-              (keys, ins/deps, groups, partitions, kinds, owners, code versions, io manager, jobs),
+              (keys, ins/deps, groups, partitions, kinds, owners, code versions, io manager, blocking
+              asset checks), the jobs, the sensors as plain `@dg.sensor` functions and the resources,
               then `dg.Definitions(...)` + `resolve_asset_graph()`.
 
+Before timing, both sides must agree on every asset, asset check, job, sensor and resource key.
 Both run in one process, warmed up once, then alternated for `--rounds` rounds; the table reports the
 median and the minimum. The plugin's code-version cache is cleared before each plugin round, so every
 round hashes the user modules again, as a fresh process would.
@@ -390,7 +392,46 @@ def build_baseline(table: BaselineTable) -> dg.Definitions:
         def _drift_report(context: dg.AssetExecutionContext, dataset: pd.DataFrame) -> dg.MaterializeResult:
             return dg.MaterializeResult()
 
-        return [_dataset, _training_set, _candidate, _champion, _drift_report]
+        @dg.asset(
+            key=[p.name, "bento"],
+            group_name=p.name,
+            description=f"BentoML bento serving the `{p.name}` champion.",
+            kinds={"bentoml", "docker"},
+            owners=p.owners,
+            deps=[[p.name, "champion"]],
+            automation_condition=dg.AutomationCondition.eager(),
+            code_version=cv[f"{p.name}/bento"],
+        )
+        def _bento(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+            return dg.MaterializeResult()
+
+        edge_bundle = dg.AssetKey([p.name, "edge_bundle"])
+
+        @dg.asset(
+            key=edge_bundle,
+            group_name=p.name,
+            description=f"Self-contained ONNX bundle of the `{p.name}` champion for edge devices.",
+            kinds={"onnx", "bentoml"},
+            owners=p.owners,
+            ins={"training_set": dg.AssetIn(key=[p.name, "training_set"])},
+            deps=[[p.name, "champion"]],
+            check_specs=[
+                dg.AssetCheckSpec(
+                    "onnx_parity",
+                    asset=edge_bundle,
+                    blocking=True,
+                    description="ONNX predictions equal the champion's on its holdout",
+                )
+            ],
+            output_required=False,
+            automation_condition=dg.AutomationCondition.eager(),
+            required_resource_keys={io_key},
+            code_version=cv[f"{p.name}/edge_bundle"],
+        )
+        def _edge_bundle(context: dg.AssetExecutionContext, training_set: pd.DataFrame) -> Iterator[Any]:
+            yield dg.MaterializeResult()
+
+        return [_dataset, _training_set, _candidate, _champion, _drift_report, _bento, _edge_bundle]
 
     def pipeline_jobs_and_sensors(p: Pipeline, check_keys: list[dg.AssetCheckKey]) -> tuple[list, list]:
         retrain = dg.define_asset_job(
@@ -400,8 +441,10 @@ def build_baseline(table: BaselineTable) -> dg.Definitions:
                 [p.name, "training_set"],
                 [p.name, "candidate"],
                 [p.name, "champion"],
+                [p.name, "bento"],
+                [p.name, "edge_bundle"],
             ),
-            description=f"Retrain `{p.name}`: fresh features -> training set -> candidate -> champion.",
+            description=f"Retrain `{p.name}`: features -> training set -> candidate -> champion -> packages.",
             tags={"mlops/pipeline": p.name},
         )
         report = dg.define_asset_job(
@@ -446,7 +489,7 @@ def build_baseline(table: BaselineTable) -> dg.Definitions:
     for p in table.pipelines:
         mine = pipeline_assets(p)
         assets.extend(mine)
-        check_keys = [*mine[0].check_keys]
+        check_keys = [k for a in mine for k in a.check_keys]
         check_keys += [
             dg.AssetCheckKey(dg.AssetKey(["features", g]), "expect_column_values_to_not_be_null__size")
             for g in p.groups
@@ -466,9 +509,9 @@ def build_baseline(table: BaselineTable) -> dg.Definitions:
 
 
 def graph_signature(graph: Any) -> dict[str, Any]:
-    """What both sides must agree on, per asset key: deps, group, partitions, backfill policy, kinds,
-    owners, code version, IO manager, resources, whether the output is required; per check key:
-    blocking and partitions."""
+    """What both sides must agree on, per asset key: deps, group, partitions, backfill policy, automation
+    condition, kinds, owners, code version, IO manager, resources, whether the output is required; per
+    check key: blocking and partitions."""
     out: dict[str, Any] = {}
     for node in graph.asset_nodes:
         key = node.key.to_user_string()
@@ -478,6 +521,7 @@ def graph_signature(graph: Any) -> dict[str, Any]:
             node.group_name,
             repr(node.partitions_def),
             repr(node.backfill_policy),
+            repr(node.automation_condition),
             sorted(node.kinds),
             sorted(node.owners),
             node.code_version,

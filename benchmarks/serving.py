@@ -259,7 +259,9 @@ def bench_edge(champion: Champion, iterations: int, warmup: int) -> list[EdgeRes
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(
-        str(champion.bundle / manifest["model_file"]), sess_options=options, providers=["CPUExecutionProvider"]
+        str(champion.bundle / manifest["model_file"]),
+        sess_options=options,
+        providers=["CPUExecutionProvider"],
     )
     feeds = {}
     for spec in manifest["inputs"]:
@@ -335,14 +337,27 @@ class Server:
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
 
-    def processes(self) -> list[str]:
-        """Command lines of the server's process group (the arbiter and its workers)."""
+    def processes(self) -> list[tuple[int, str]]:
+        """(pid, command line) of the server and all its descendants (circus starts each worker with
+        `setsid`, in a session and process group of its own)."""
         out = subprocess.run(
-            ["ps", "-o", "pid=,args=", "-g", str(self.proc.pid)], capture_output=True, text=True, check=False
+            ["ps", "-e", "-o", "pid=,ppid=,args="], capture_output=True, text=True, check=False
         ).stdout
-        return [line.strip() for line in out.splitlines() if line.strip()]
+        table = {}
+        for line in out.splitlines():
+            parts = line.split(None, 2)
+            if len(parts) == 3:
+                table[int(parts[0])] = (int(parts[1]), parts[2].strip())
+        found, frontier = [self.proc.pid], [self.proc.pid]
+        while frontier:
+            frontier = [pid for pid, (ppid, _) in table.items() if ppid in frontier]
+            found.extend(frontier)
+        return [(pid, table[pid][1]) for pid in found if pid in table]
 
     def stop(self) -> None:
+        """SIGTERM the server's process group (the arbiter stops its workers), then SIGKILL whatever is
+        left of it and of the workers' own process groups."""
+        workers = [(pid, cmd) for pid, cmd in self.processes() if pid != self.proc.pid]
         for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
             try:
                 os.killpg(self.proc.pid, sig)
@@ -353,6 +368,12 @@ class Server:
                 break
             except subprocess.TimeoutExpired:
                 continue
+        for pid, cmdline in workers:
+            try:  # normally already gone after a clean shutdown; never a reused pid
+                if Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").strip() == cmdline.encode():
+                    os.killpg(pid, signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                pass
 
 
 def http_latency(port: int, method: str, path: str, body: bytes | None, requests: int, warmup: int) -> Timing:
@@ -470,7 +491,7 @@ class CloudResult:
     bento: BentoResult
     ready_s: float
     workers: str
-    processes: list[str]
+    processes: list[tuple[int, str]]
     predict_c1: Timing
     livez_c1: Timing
     healthz_c1: Timing
@@ -480,7 +501,9 @@ class CloudResult:
     breakdown: dict[str, Timing]
 
 
-def in_process_breakdown(champion: Champion, config: dict[str, Any], body: bytes, n: int) -> dict[str, Timing]:
+def in_process_breakdown(
+    champion: Champion, config: dict[str, Any], body: bytes, n: int
+) -> dict[str, Timing]:
     """The service's own work for one request, in this process: validation, frame, model, response."""
     import pandas as pd
 
@@ -624,13 +647,15 @@ def report(edge: list[EdgeResult], cloud: CloudResult, champions: dict[str, Cham
         onnx = (champion.bundle / "model.onnx").stat().st_size
         bundle = dir_size(champion.bundle)
         lines.append(
-            f"| size | {name}: model.onnx (whole bundle) vs joblib pickle | {fmt_kb(onnx)} ({fmt_kb(bundle)}) | "
+            f"| size | {name}: model.onnx (whole bundle) vs joblib pickle | "
+            f"{fmt_kb(onnx)} ({fmt_kb(bundle)}) | "
             f"{fmt_kb(champion.joblib_bytes)} | {onnx / champion.joblib_bytes:.2f}x "
             f"({bundle / champion.joblib_bytes:.2f}x) | - |"
         )
+    pickled = champions[CLOUD_CASE].joblib_bytes
     lines.append(
         f"| size | {CLOUD_CASE} bento (sources, env, the model) | {fmt_kb(cloud.bento.size_bytes)} | "
-        f"{fmt_kb(champions[CLOUD_CASE].joblib_bytes)} | {cloud.bento.size_bytes / champions[CLOUD_CASE].joblib_bytes:.1f}x | - |"
+        f"{fmt_kb(pickled)} | {cloud.bento.size_bytes / pickled:.1f}x | - |"
     )
     return "\n".join(lines)
 
@@ -660,9 +685,9 @@ def main(argv: list[str] | None = None) -> int:
         f"wrk {'yes' if shutil.which('wrk') else 'no (Python load generator)'}\n"
     )
     print(report(edge, cloud, champions))
-    print(f"\nserver: {cloud.workers} worker(s); ready {cloud.ready_s:.1f} s after start; process group:")
-    for line in cloud.processes:
-        print(f"  {line[:160]}")
+    print(f"\nserver: {cloud.workers} worker(s); ready {cloud.ready_s:.1f} s after start; processes:")
+    for pid, line in cloud.processes:
+        print(f"  {pid} {line[:150]}")
     print("\nin-process cost of one /predict request's service work (same model, same body), p50 (p99):")
     for name, timing in cloud.breakdown.items():
         print(f"- {name}: {timing.show()}")
