@@ -101,7 +101,8 @@ def build_edge_bundle_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
         code_version=code_version(spec.serving, "edge"),
     )
     def _edge_bundle(context: dg.AssetExecutionContext, training_set: pd.DataFrame) -> Iterator[Any]:
-        from mlops_dagster.packaging.onnx_bundle import convert_to_onnx, store_bundle_in_bentoml, write_bundle
+        from mlops_dagster.packaging.edge_store import store_bundle_in_bentoml
+        from mlops_dagster.packaging.onnx_bundle import convert_to_onnx, write_bundle
         from mlops_dagster.packaging.parity import check_parity
         from mlops_dagster.registry.store import load_version, read_card
 

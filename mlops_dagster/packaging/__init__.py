@@ -1,13 +1,14 @@
-"""Serving packages for the champion: the ONNX edge bundle (and its BentoML service in `bento.py`).
+"""Serving packages for the champion: the ONNX edge bundle (`onnx_bundle`, `edge_store`, `parity`) and
+the cloud bento (`bento`, serving the sklearn champion).
 
 Importing this package imports no ML library: skl2onnx, onnx, onnxruntime, sklearn and bentoml load
 inside the functions that use them.
 """
 
+from mlops_dagster.packaging.edge_store import store_bundle_in_bentoml
 from mlops_dagster.packaging.onnx_bundle import (
     build_manifest,
     convert_to_onnx,
-    store_bundle_in_bentoml,
     verify_bundle,
     write_bundle,
 )

@@ -307,6 +307,9 @@ def _build(
             docker={"python_version": python_version, "distro": "debian"},
         )
     except BentoMLException as e:
+        existing = _existing_bento(bento_tag)  # a concurrent build of the same sources got there first
+        if existing is not None:
+            return existing
         raise PackagingError(f"building bento {bento_tag} from {folder} failed: {e}") from e
     finally:
         _forget_generated_modules()

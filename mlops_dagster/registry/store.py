@@ -72,6 +72,7 @@ def save_version(
     the block finishes, so a failure leaves no half-written version.
     """
     import bentoml
+    from bentoml.exceptions import BentoMLException
 
     data = serialize(model)
     digest = sha256_hex(data)
@@ -89,17 +90,21 @@ def save_version(
         "bentoml_tag": tag,
         "files": {name: sha256_hex(content) for name, content in extra_files.items()},
     }
-    with bentoml.models.create(
-        tag, labels={"mlops_sha256": digest, "pipeline": pipeline}, metadata={"model_file": MODEL_FILE}
-    ) as bento_model:
-        target = Path(bento_model.path)
-        (target / MODEL_FILE).write_bytes(data)
-        for name, content in extra_files.items():
-            (target / name).write_bytes(content)
-        (target / CARD_JSON).write_text(json.dumps(card, indent=2, sort_keys=True, default=str))
-        (target / CARD_MARKDOWN).write_text(
-            card_markdown.replace("{version}", version).replace("{sha256}", digest)
-        )
+    try:
+        with bentoml.models.create(
+            tag, labels={"mlops_sha256": digest, "pipeline": pipeline}, metadata={"model_file": MODEL_FILE}
+        ) as bento_model:
+            target = Path(bento_model.path)
+            (target / MODEL_FILE).write_bytes(data)
+            for name, content in extra_files.items():
+                (target / name).write_bytes(content)
+            (target / CARD_JSON).write_text(json.dumps(card, indent=2, sort_keys=True, default=str))
+            (target / CARD_MARKDOWN).write_text(
+                card_markdown.replace("{version}", version).replace("{sha256}", digest)
+            )
+    except BentoMLException:
+        if _get(tag) is None:  # not a concurrent run that stored the same bytes first
+            raise
     stored = _get(tag)
     if stored is None:
         raise RegistryError(f"model {tag} was not found in the BentoML store right after saving it")

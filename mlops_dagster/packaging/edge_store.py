@@ -1,0 +1,72 @@
+"""The edge bundle in BentoML's model store, as `<pipeline>_edge:<version>` (not `bentoml.onnx`, which is
+deprecated: the bundle's files are stored as they are, with `bentoml.models.create`)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from mlops_dagster.errors import IntegrityError, PackagingError
+from mlops_dagster.packaging.onnx_bundle import MANIFEST_FILE, MODEL_FILE, sha256_hex, verify_bundle
+
+
+def _get(tag: str) -> Any | None:
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        return bentoml.models.get(tag)
+    except NotFound:
+        return None
+
+
+def store_bundle_in_bentoml(bundle_dir: str | Path, pipeline: str, version: str) -> str:
+    """Copy a verified bundle into the BentoML model store as `<pipeline>_edge:<version>`; returns the tag.
+
+    Idempotent: when the tag exists its files are verified against its manifest and it is kept (stored
+    versions are immutable), provided it packages the same champion.
+
+    Raises:
+        IntegrityError: the bundle or the stored copy fails its hash check, or the stored copy packages
+            a different champion.
+        PackagingError: the bundle belongs to another pipeline or version.
+    """
+    import bentoml
+    from bentoml.exceptions import BentoMLException
+
+    source = Path(bundle_dir)
+    manifest = verify_bundle(source)
+    if (manifest["pipeline"], manifest["version"]) != (pipeline, version):
+        raise PackagingError(
+            f"{source} packages {manifest['pipeline']}:{manifest['version']}, not {pipeline}:{version}"
+        )
+    tag = f"{pipeline}_edge:{version}"
+    if _get(tag) is None:
+        labels = {"pipeline": pipeline, "target": "edge", "mlops_sha256": manifest["model_sha256"]}
+        metadata = {
+            "task": manifest["task"],
+            "features": manifest["features"],
+            "format": manifest["format"],
+            "onnx_sha256": manifest["files"][MODEL_FILE],
+            "manifest_sha256": sha256_hex((source / MANIFEST_FILE).read_bytes()),
+        }
+        try:
+            with bentoml.models.create(tag, labels=labels, metadata=metadata) as bento_model:
+                target = Path(bento_model.path)
+                for name in [*manifest["files"], MANIFEST_FILE]:
+                    shutil.copyfile(source / name, target / name)
+                verify_bundle(target)  # a copy that does not verify aborts the create: nothing is stored
+        except BentoMLException:
+            if _get(tag) is None:  # not a concurrent writer that got there first
+                raise
+    stored = _get(tag)
+    if stored is None:
+        raise PackagingError(f"{tag} was not found in the BentoML model store right after saving it")
+    stored_manifest = verify_bundle(stored.path)
+    if stored_manifest["model_sha256"] != manifest["model_sha256"]:
+        raise IntegrityError(
+            f"{tag} in the BentoML store packages champion {stored_manifest['model_sha256']}, the bundle at "
+            f"{source} packages {manifest['model_sha256']}; refusing to mix them"
+        )
+    return tag
