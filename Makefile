@@ -53,6 +53,7 @@ bench: export BENTOML_HOME := $(CURDIR)/.dagster_home/bench-bentoml
 bench: venv
 	$(BIN)/python benchmarks/defs_load.py
 	$(BIN)/python benchmarks/quality.py
+	$(BIN)/python benchmarks/drift.py
 	$(BIN)/python benchmarks/sensor_tick.py
 	$(BIN)/python benchmarks/serving.py
 
