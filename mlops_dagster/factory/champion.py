@@ -44,12 +44,12 @@ def _holdout(spec: PipelineSpec, training_set: pd.DataFrame, cutoff: str | None)
 
 
 def _candidate_meta(instance: dg.DagsterInstance, spec: PipelineSpec, version: str) -> dict[str, Any]:
-    for rec in instance.fetch_materializations(candidate_key(spec.name), limit=1000).records:
-        mat = rec.asset_materialization
-        md = {k: getattr(v, "value", v) for k, v in (mat.metadata.items() if mat else [])}
-        if md.get(Meta.VERSION) == version:
-            return md
-    raise RegistryError(f"{spec.name}: no candidate record for version {version}")
+    from mlops_dagster.registry.records import candidate_metadata
+
+    md = candidate_metadata(instance, spec.name, version)
+    if md is None:
+        raise RegistryError(f"{spec.name}: no candidate record for version {version}")
+    return md
 
 
 def _result(

@@ -128,21 +128,13 @@ def champion_dataset_schema(
     instance: dg.DagsterInstance, pipeline: str
 ) -> tuple[str | None, dict[str, str] | None]:
     """The raw dataset schema the current champion was trained on (from its candidate record)."""
-    from mlops_dagster.factory.keys import candidate_key
-    from mlops_dagster.registry.records import current_champion
+    from mlops_dagster.registry.records import candidate_metadata, current_champion
 
     champion = current_champion(instance, pipeline)
     if champion is None:
         return None, None
-    for rec in instance.fetch_materializations(candidate_key(pipeline), limit=1000).records:
-        mat = rec.asset_materialization
-        if mat is None:
-            continue
-        md = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
-        if md.get(Meta.VERSION) == champion.version:
-            schema = md.get(Meta.DATASET_SCHEMA)
-            return champion.version, dict(schema) if isinstance(schema, dict) else None
-    return champion.version, None
+    schema = (candidate_metadata(instance, pipeline, champion.version) or {}).get(Meta.DATASET_SCHEMA)
+    return champion.version, dict(schema) if isinstance(schema, dict) else None
 
 
 def coerce_timestamps(df: pd.DataFrame, column: str) -> pd.DataFrame:

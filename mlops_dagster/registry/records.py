@@ -116,6 +116,16 @@ def latest_candidate(instance: dg.DagsterInstance, pipeline: str) -> VersionReco
     return history[0] if history else None
 
 
+def candidate_metadata(instance: dg.DagsterInstance, pipeline: str, version: str) -> dict[str, Any] | None:
+    """The metadata (plain values) of the candidate materialization that produced `version`."""
+    for rec in instance.fetch_materializations(candidate_key(pipeline), limit=1000).records:
+        mat = rec.asset_materialization
+        md = {k: getattr(v, "value", v) for k, v in (mat.metadata.items() if mat else [])}
+        if md.get(Meta.VERSION) == version:
+            return md
+    return None
+
+
 def find_version(instance: dg.DagsterInstance, pipeline: str, version: str) -> VersionRecord | None:
     """The candidate record for a version (a unique prefix of at least 8 digits is accepted)."""
     matches = {
