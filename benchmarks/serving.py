@@ -1,27 +1,48 @@
-"""Serving: the edge bundle in process, the cloud bento over HTTP, and the bundle's size, in one run.
+"""Serving: the edge bundle in process, the cloud bento over HTTP (both runtimes), and the sizes, in one run.
 
 Run from the repo root:
 
-    .venv/bin/python benchmarks/serving.py [--iterations 5000] [--requests 1000] [--duration 20]
+    .venv/bin/python benchmarks/serving.py [--iterations 5000] [--requests 1000] [--duration 20] [--workers 2]
 
 Setup (not timed): three demo-like champions trained the way the candidate asset trains them
 (`train_candidate` from a spec) on a seeded frame: HistGradientBoostingClassifier and
 LogisticRegression on a churn-like frame (5 numeric + 2 categorical features, NaN/None in some), Ridge
 on a demand-like frame (price, promo, plan). Each is converted with `convert_to_onnx` and written as a
-bundle with `write_bundle`; the HistGradientBoosting champion is also stored (`save_version`) and
-built into a bento (`build_bento`, no image) in a temporary BentoML store.
+bundle with `write_bundle`. The HistGradientBoosting champion is first stored (`save_version`, pipeline
+`bench_churn`) and its bundle written for that stored version (its version and sha256), then built twice
+(`build_bento`, `--workers` worker processes, no image) in a temporary BentoML store: runtime `onnx`
+(`onnx_bundle=` its bundle, run by onnxruntime in an async API: what the pipelines serve by default)
+and runtime `sklearn` (the pickle on a pandas frame in a sync API: the fallback).
 
 1. Edge, in process, one row: `Predictor.predict(row_dict)` (and `predict_proba` for classifiers)
    against a bare `onnxruntime.InferenceSession.run` on the same model.onnx with prebuilt inputs (the
    floor) and against the sklearn champion's `predict` / `predict_proba` on a prebuilt 1-row DataFrame.
    Warm-up, then `--iterations` calls each, timed one by one with `time.perf_counter_ns`.
-2. Cloud: `bentoml serve <bento>` on 127.0.0.1 (the same command and environment as
-   tests/packaging/test_bento_served.py), one-row `POST /predict` requests over one reused keep-alive
-   `http.client.HTTPConnection` (p50/p99 of `--requests`), then 32 concurrent connections for
-   `--duration` seconds with `wrk` (or, without wrk, 32 Python threads with a keep-alive connection
-   each) against `/predict`, and the same load on BentoML's `/livez` and on the service's `/healthz`
-   (answered by the service's middleware) as ceilings. The server is always torn down (process group).
-3. Size: model.onnx and the whole bundle folder against the joblib pickle of the champion.
+2. Cloud, over HTTP on 127.0.0.1: three servers, one after another (never two at once), each
+   `python -m bentoml serve ...` in its own process group, torn down whatever happens:
+   - the ceiling, an empty endpoint on the same serving stack: a BentoML service module written at run
+     time with the bento service's settings (`@bentoml.service(name=..., workers=..., traffic={"timeout":
+     60}, envs=...)` and the same `ModelInfoMiddleware` with the same kwargs), whose one API,
+     `POST /empty`, takes no input and returns `{}`; measured with body `{}`;
+   - the onnx bento (`bentoml serve <tag>`, the command and environment of
+     tests/packaging/test_bento_served.py): `POST /predict`, and BentoML's `GET /livez` (answered
+     before the API machinery, a harsher reference);
+   - the sklearn bento: `POST /predict`.
+   Before timing, each bento's answer to the benchmark row must equal the in-process one (onnx: the
+   bundle's `Predictor.predict_with_proba`; sklearn: the champion's `predict` / `predict_proba`): the
+   same labels, probabilities within 1e-6. Then, per endpoint: `--requests` one-row requests one after
+   another over one reused keep-alive `http.client.HTTPConnection` after 200 warm-up ones (p50/p99);
+   and, after 3 s of warm-up load per server, 32 concurrent connections for `--duration` seconds with
+   `wrk -t2 -c32` (or, without wrk, 32 Python threads with a keep-alive connection each): requests per
+   second and errors (non-2xx answers and socket errors). Targets: `/predict` p50 <= 3 ms at
+   concurrency 1; at 32 connections >= 80% of `POST /empty`'s requests per second, with 0 errors. The
+   share of `/livez` is information only.
+   In process, the service's own steps for the same request body: pydantic validation, then for onnx
+   `predict_rows_onnx` with the stored bundle's `Predictor` as `load_checked_bundle` loads it (and its
+   `predict_with_proba` alone), for sklearn `to_frame`, the model's `predict` + `predict_proba` and the
+   whole `predict_rows`; the response model and its JSON.
+3. Size: model.onnx and the whole bundle folder against the joblib pickle of each champion; the sklearn
+   bento against the pickle, and the onnx bento against the sklearn bento.
 
 OMP_NUM_THREADS=1 is set here as the bento sets it for its server, so sklearn runs single-threaded in
 both places; onnxruntime uses 1 intra-op thread (the Predictor's default).
@@ -64,10 +85,18 @@ import numpy as np
 import pandas as pd
 
 from mlops_dagster.packaging import convert_to_onnx, write_bundle
-from mlops_dagster.packaging.bento import BentoResult, build_bento, service_config
+from mlops_dagster.packaging.bento import BentoResult, build_bento
 from mlops_dagster.packaging.edge_predictor import _NUMPY_TYPES, Predictor
-from mlops_dagster.packaging.service_template import predict_rows, request_model, response_model
-from mlops_dagster.registry.store import save_version, serialize, sha256_hex
+from mlops_dagster.packaging.service_template import (
+    load_checked_bundle,
+    max_body_bytes,
+    predict_rows,
+    predict_rows_onnx,
+    request_model,
+    response_model,
+    to_frame,
+)
+from mlops_dagster.registry.store import StoredVersion, save_version, serialize, sha256_hex
 from mlops_dagster.spec.models import PipelineSpec
 from mlops_dagster.training.train import prepare_frame, train_candidate
 
@@ -97,6 +126,12 @@ HTTP_P50_TARGET_MS = 3.0
 THROUGHPUT_TARGET = 0.80  # /predict req/s over the empty endpoint's
 CONCURRENCY = 32
 READY_TIMEOUT = 120.0
+PROBA_TOLERANCE = 1e-6  # HTTP answer vs in-process answer
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EMPTY_PATH = "/empty"
+EMPTY_MODULE = "bench_empty_service"
+EMPTY_CLASS = "EmptyService"
+RUNTIME_LABELS = {"onnx": "onnx runtime (the default)", "sklearn": "sklearn runtime (the fallback)"}
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -177,6 +212,7 @@ class Champion:
     joblib_bytes: int
     row: dict[str, Any]  # one request row, JSON values
     frame: pd.DataFrame  # the same row as the champion's 1-row input
+    stored: StoredVersion | None  # the cloud champion only: its version in the BentoML store
 
 
 def train_all(data: pd.DataFrame) -> dict[str, Champion]:
@@ -188,11 +224,24 @@ def train_all(data: pd.DataFrame) -> dict[str, Champion]:
         result = train_candidate(spec, data, features)
         pickled = serialize(result.model)
         digest = sha256_hex(pickled)
+        pipeline, version, stored = spec.name, digest[:32], None
+        if name == CLOUD_CASE:
+            # The bento's bundle must package the stored version: stored first, bundle for its version.
+            card = {
+                "features": result.features,
+                "feature_schema": result.schema,
+                "task": task,
+                "estimator": spec.model.estimator,
+            }
+            stored = save_version(CLOUD_PIPELINE, result.model, card, "# {version}")
+            if stored.sha256 != digest:
+                raise RuntimeError(f"stored {stored.tag} has sha256 {stored.sha256}, the model {digest}")
+            pipeline, version, digest = stored.pipeline, stored.version, stored.sha256
         bundle = write_bundle(
             ROOT / "bundles" / name,
             convert_to_onnx(result.model, result.schema, task),
-            pipeline=spec.name,
-            version=digest[:32],
+            pipeline=pipeline,
+            version=version,
             model_sha256=digest,
             features=result.features,
             feature_schema=result.schema,
@@ -203,7 +252,17 @@ def train_all(data: pd.DataFrame) -> dict[str, Champion]:
         frame = prepare_frame(spec, one, result.features)[0]
         row = {k: plain(v) for k, v in frame.iloc[0].items()}
         out[name] = Champion(
-            name, task, spec, result.model, result.features, result.schema, bundle, len(pickled), row, frame
+            name,
+            task,
+            spec,
+            result.model,
+            result.features,
+            result.schema,
+            bundle,
+            len(pickled),
+            row,
+            frame,
+            stored,
         )
     return out
 
@@ -279,19 +338,19 @@ def bench_edge(champion: Champion, iterations: int, warmup: int) -> list[EdgeRes
     if champion.task == "classification":
         np.testing.assert_allclose(predictor.predict_proba(row), model.predict_proba(frame), atol=1e-5)
         methods.append(("predict_proba", "probabilities", predictor.predict_proba, model.predict_proba))
-    results = []
-    for method, role, ours, theirs in methods:
-        outputs = [roles[role]]
-        results.append(
-            EdgeResult(
-                champion.name,
-                method,
-                predictor=time_calls(lambda ours=ours: ours(row), iterations, warmup),
-                bare=time_calls(lambda outputs=outputs: session.run(outputs, feeds), iterations, warmup),
-                sklearn=time_calls(lambda theirs=theirs: theirs(frame), iterations, warmup),
-            )
+
+    def measure(
+        method: str, outputs: list[str], ours: Callable[..., Any], theirs: Callable[..., Any]
+    ) -> EdgeResult:
+        return EdgeResult(
+            champion.name,
+            method,
+            predictor=time_calls(lambda: ours(row), iterations, warmup),
+            bare=time_calls(lambda: session.run(outputs, feeds), iterations, warmup),
+            sklearn=time_calls(lambda: theirs(frame), iterations, warmup),
         )
-    return results
+
+    return [measure(method, [roles[role]], ours, theirs) for method, role, ours, theirs in methods]
 
 
 # -------------------------------------------------------------------------------------------- cloud
@@ -304,23 +363,42 @@ def free_port() -> int:
 
 
 class Server:
-    """`bentoml serve <tag>` on 127.0.0.1 in its own process group; `stop()` kills the whole group."""
+    """`bentoml serve <target>` on 127.0.0.1 in its own process group; `stop()` kills the whole group.
 
-    def __init__(self, tag: str) -> None:
+    `target` is a bento tag, or `module:Class` of a service module in `cwd`; `extra_env` is added to
+    this process's environment.
+    """
+
+    def __init__(
+        self, target: str, name: str, *, cwd: Path | None = None, extra_env: dict[str, str] | None = None
+    ) -> None:
+        self.target = target
         self.port = free_port()
-        self.log = ROOT / "serve.log"
-        env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "DO_NOT_TRACK": "1"}
-        cmd = [sys.executable, "-m", "bentoml", "serve", tag, "--host", "127.0.0.1", "--port", str(self.port)]
+        self.log = ROOT / f"serve-{name}.log"
+        env = {**os.environ, **(extra_env or {}), "BENTOML_DO_NOT_TRACK": "true", "DO_NOT_TRACK": "1"}
+        cmd = [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "serve",
+            target,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
 
     def wait_ready(self) -> float:
         start = time.monotonic()
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"bentoml serve exited with {self.proc.returncode}:\n{self.tail()}")
+                raise RuntimeError(
+                    f"bentoml serve {self.target} exited with {self.proc.returncode}:\n{self.tail()}"
+                )
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
                 conn.request("GET", "/readyz")
@@ -331,7 +409,7 @@ class Server:
             except OSError:
                 pass
             if time.monotonic() - start > READY_TIMEOUT:
-                raise RuntimeError(f"not ready after {READY_TIMEOUT:.0f} s:\n{self.tail()}")
+                raise RuntimeError(f"{self.target} not ready after {READY_TIMEOUT:.0f} s:\n{self.tail()}")
             time.sleep(0.25)
 
     def tail(self) -> str:
@@ -487,105 +565,281 @@ def load_python(port: int, path: str, body: bytes | None, duration: int) -> Load
 
 
 @dataclass
-class CloudResult:
-    bento: BentoResult
+class Served:
+    """One server's measurements: concurrency-1 timings and loads, keyed `METHOD /path`."""
+
+    name: str
     ready_s: float
-    workers: str
     processes: list[tuple[int, str]]
-    predict_c1: Timing
-    livez_c1: Timing
-    healthz_c1: Timing
-    predict_load: Load
-    livez_load: Load
-    healthz_load: Load
-    breakdown: dict[str, Timing]
+    c1: dict[str, Timing]
+    load: dict[str, Load]
+
+    @property
+    def worker_processes(self) -> int:
+        return sum("_bentoml_impl.worker.service" in cmd for _, cmd in self.processes)
+
+
+@dataclass
+class CloudResult:
+    bentos: dict[str, BentoResult]  # by runtime
+    served: dict[str, Served]  # by runtime, and "empty"
+    breakdown: dict[str, dict[str, Timing]]  # by runtime
+    workers: int
+
+
+EMPTY_SERVICE = '''"""Generated by benchmarks/serving.py: the serving stack's ceiling, an API doing no work.
+
+The service settings and the middleware (with the same keyword arguments) of the bento's service,
+read from `{config}`; `POST {path}` takes no input and answers `{{}}`.
+"""
+
+import json
+from pathlib import Path
+
+import bentoml
+
+from mlops_dagster.packaging.service_template import ModelInfoMiddleware
+
+SETTINGS = json.loads(Path(__file__).with_name("{config}").read_text())
+
+
+@bentoml.service(
+    name=SETTINGS["service_name"],
+    workers=int(SETTINGS["workers"]),
+    traffic={{"timeout": 60}},
+    envs=SETTINGS["envs"],
+)
+class {cls}:
+    @bentoml.api(route="{path}")
+    async def empty(self) -> dict:
+        return {{}}
+
+
+{cls}.add_asgi_middleware(
+    ModelInfoMiddleware,
+    version=SETTINGS["version"],
+    sha256=SETTINGS["sha256"],
+    info=SETTINGS["info"],
+    max_body_bytes=SETTINGS["max_body_bytes"],
+)
+'''
+
+
+def bento_config(bento: BentoResult) -> dict[str, Any]:
+    """The service config baked into the bento (what its server runs with)."""
+    return dict(json.loads((Path(bento.path) / "src" / "bento_config.json").read_text()))
+
+
+def write_empty_service(config: dict[str, Any]) -> Path:
+    """The empty-endpoint service module, with `config`'s service settings and middleware kwargs."""
+    folder = ROOT / "empty-service"
+    folder.mkdir(parents=True, exist_ok=True)
+    runtime = config["runtime"]
+    info = {  # as `make_service` builds it
+        "pipeline": config["pipeline"],
+        "model_version": config["version"],
+        "model_sha256": config["sha256"],
+        "model_tag": config["model_tag"],
+        "task": config["task"],
+        "features": list(config["features"]),
+        "max_rows": int(config["max_rows"]),
+        "runtime": runtime,
+        "served_model_tag": config["onnx_model_tag"] if runtime == "onnx" else config["model_tag"],
+    }
+    settings = {
+        "service_name": config["service_name"],
+        "workers": int(config["workers"]),
+        "envs": [{"name": k, "value": v} for k, v in dict(config.get("envs", {})).items()],
+        "version": config["version"],
+        "sha256": config["sha256"],
+        "info": info,
+        "max_body_bytes": max_body_bytes(config),
+    }
+    (folder / "empty_settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+    (folder / f"{EMPTY_MODULE}.py").write_text(
+        EMPTY_SERVICE.format(config="empty_settings.json", path=EMPTY_PATH, cls=EMPTY_CLASS)
+    )
+    return folder
+
+
+def post_json(port: int, path: str, body: bytes) -> tuple[int, dict[str, str], Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, json.loads(data)
+    finally:
+        conn.close()
+
+
+def check_answer(
+    port: int,
+    body: bytes,
+    labels: list[Any],
+    probabilities: list[list[float]],
+    stored: StoredVersion,
+    what: str,
+) -> None:
+    """The served answer to `body` must be the in-process one: same labels, probabilities within 1e-6.
+
+    Raises:
+        RuntimeError: any difference (nothing is timed then).
+    """
+    status, headers, answer = post_json(port, "/predict", body)
+    problems = []
+    if status != 200:
+        problems.append(f"status {status}")
+    elif answer.get("predictions") != labels:
+        problems.append(f"predictions {answer.get('predictions')} != {labels}")
+    else:
+        got = np.asarray(answer.get("probabilities"), dtype=np.float64)
+        want = np.asarray(probabilities, dtype=np.float64)
+        if got.shape != want.shape or not np.allclose(got, want, rtol=0.0, atol=PROBA_TOLERANCE):
+            problems.append(f"probabilities {answer.get('probabilities')} != {probabilities} (atol 1e-6)")
+        if answer.get("model_version") != stored.version or headers.get("x-model-sha256") != stored.sha256:
+            problems.append(
+                f"model_version {answer.get('model_version')}, sha256 {headers.get('x-model-sha256')}"
+            )
+    if problems:
+        raise RuntimeError(
+            f"{what}: the served answer is not the in-process one: {'; '.join(problems)}: {answer}"
+        )
+
+
+def serve_and_measure(
+    name: str,
+    target: str,
+    endpoints: list[tuple[str, str, bytes | None]],
+    requests: int,
+    duration: int,
+    *,
+    cwd: Path | None = None,
+    extra_env: dict[str, str] | None = None,
+    check: Callable[[int], None] | None = None,
+) -> Served:
+    """Serve `target`, check it (`check(port)`), then time each endpoint at concurrency 1 and under load."""
+    load = load_wrk if shutil.which("wrk") else load_python
+    server = Server(target, name, cwd=cwd, extra_env=extra_env)
+    try:
+        ready = server.wait_ready()
+        if check is not None:
+            check(server.port)
+        processes = server.processes()
+        c1 = {
+            f"{method} {path}": http_latency(server.port, method, path, body, requests, warmup=200)
+            for method, path, body in endpoints
+        }
+        _, path, body = endpoints[0]
+        load(server.port, path, body, min(3, duration))  # warm-up under load
+        loads = {
+            f"{method} {path}": load(server.port, path, body, duration) for method, path, body in endpoints
+        }
+    finally:
+        server.stop()
+    return Served(name, ready, processes, c1, loads)
 
 
 def in_process_breakdown(
-    champion: Champion, config: dict[str, Any], body: bytes, n: int
-) -> dict[str, Timing]:
-    """The service's own work for one request, in this process: validation, frame, model, response."""
-    import pandas as pd
+    champion: Champion, configs: dict[str, dict[str, Any]], body: bytes, n: int
+) -> dict[str, dict[str, Timing]]:
+    """The service's own work for one request, in this process, per runtime: validation, model, response."""
+    return {runtime: _service_steps(champion, config, body, n) for runtime, config in configs.items()}
 
-    from mlops_dagster.packaging.service_template import to_frame
 
-    request_cls, response_cls = request_model(config), response_model(config)
-    request = request_cls.model_validate_json(body)
-    rows = request.rows
-    features, schema = list(config["features"]), dict(config["feature_schema"])
-    frame = to_frame(rows, features, schema)
-    model = champion.model
-    out = predict_rows(model, rows, config)
-    assert isinstance(frame, pd.DataFrame)
+def _service_steps(champion: Champion, config: dict[str, Any], body: bytes, n: int) -> dict[str, Timing]:
     warm = 200
-    return {
+    request_cls, response_cls = request_model(config), response_model(config)
+    rows = request_cls.model_validate_json(body).rows
+    steps = {
         "pydantic request validation (JSON -> rows)": time_calls(
             lambda: request_cls.model_validate_json(body), n, warm
-        ),
-        "`to_frame` (rows -> 1-row DataFrame)": time_calls(lambda: to_frame(rows, features, schema), n, warm),
-        "sklearn `predict` + `predict_proba`": time_calls(
+        )
+    }
+    if config["runtime"] == "onnx":
+        predictor = load_checked_bundle(config)  # the stored bundle's own Predictor, as the service loads it
+        records = [row.model_dump(by_alias=True) for row in rows]
+        answer = predict_rows_onnx(predictor, rows, config)
+        steps["bundle `Predictor.predict_with_proba` (rows as dicts, one model run)"] = time_calls(
+            lambda: predictor.predict_with_proba(records), n, warm
+        )
+        steps["whole `predict_rows_onnx` (row dumps + the model run + lists)"] = time_calls(
+            lambda: predict_rows_onnx(predictor, rows, config), n, warm
+        )
+    else:
+        model = champion.model
+        features, schema = list(config["features"]), dict(config["feature_schema"])
+        frame = to_frame(rows, features, schema)
+        answer = predict_rows(model, rows, config)
+        steps["`to_frame` (rows -> 1-row DataFrame)"] = time_calls(
+            lambda: to_frame(rows, features, schema), n, warm
+        )
+        steps["sklearn `predict` + `predict_proba`"] = time_calls(
             lambda: (model.predict(frame), model.predict_proba(frame)), n, warm
-        ),
-        "whole `predict_rows` (frame + both model calls + lists)": time_calls(
+        )
+        steps["whole `predict_rows` (frame + both model calls + lists)"] = time_calls(
             lambda: predict_rows(model, rows, config), n, warm
-        ),
-        "response model + JSON": time_calls(lambda: response_cls(**out).model_dump_json(), n, warm),
-    }
+        )
+    steps["response model + JSON"] = time_calls(lambda: response_cls(**answer).model_dump_json(), n, warm)
+    return steps
 
 
-def bench_cloud(champion: Champion, requests: int, duration: int, breakdown_n: int) -> CloudResult:
-    card = {
-        "features": champion.features,
-        "feature_schema": champion.schema,
-        "task": champion.task,
-        "estimator": champion.spec.model.estimator,
+def bench_cloud(
+    champion: Champion, requests: int, duration: int, breakdown_n: int, workers: int
+) -> CloudResult:
+    stored = champion.stored
+    if stored is None:
+        raise RuntimeError(f"{champion.name} was not stored; it cannot be built into a bento")
+    bentos = {
+        runtime: build_bento(
+            stored.pipeline,
+            stored.version,
+            stored.sha256,
+            onnx_bundle=champion.bundle if runtime == "onnx" else None,
+            workers=workers,
+            build_dir=ROOT / f"bento-build-{runtime}",
+            containerize=False,
+        )
+        for runtime in ("onnx", "sklearn")
     }
-    stored = save_version(CLOUD_PIPELINE, champion.model, card, "# {version}")
-    bento = build_bento(
-        stored.pipeline, stored.version, stored.sha256, build_dir=ROOT / "bento-build", containerize=False
-    )
-    config = service_config(card, stored.pipeline, stored.version, stored.sha256)
+    for runtime, bento in bentos.items():
+        if bento.runtime != runtime or bento.workers != workers:
+            raise RuntimeError(f"asked for runtime {runtime}, {workers} workers; built {bento}")
+    configs = {runtime: bento_config(bento) for runtime, bento in bentos.items()}
     body = json.dumps({"rows": [champion.row]}).encode()
-    load = load_wrk if shutil.which("wrk") else load_python
-    server = Server(bento.tag)
-    try:
-        ready = server.wait_ready()
-        # The answer is the champion's, before timing anything.
-        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-        conn.request("POST", "/predict", body=body, headers={"Content-Type": "application/json"})
-        answer = json.loads(conn.getresponse().read())
-        conn.close()
-        assert answer["predictions"] == champion.model.predict(champion.frame).tolist(), answer
-        processes = server.processes()
-        predict_c1 = http_latency(server.port, "POST", "/predict", body, requests, warmup=200)
-        livez_c1 = http_latency(server.port, "GET", "/livez", None, requests, warmup=200)
-        healthz_c1 = http_latency(server.port, "GET", "/healthz", None, requests, warmup=200)
-        load(server.port, "/predict", body, 3)  # warm-up under load
-        predict_load = load(server.port, "/predict", body, duration)
-        livez_load = load(server.port, "/livez", None, duration)
-        healthz_load = load(server.port, "/healthz", None, duration)
-    finally:
-        server.stop()
-    workers = _workers(bento)
-    return CloudResult(
-        bento,
-        ready,
-        workers,
-        processes,
-        predict_c1,
-        livez_c1,
-        healthz_c1,
-        predict_load,
-        livez_load,
-        healthz_load,
-        in_process_breakdown(champion, config, body, breakdown_n),
-    )
+    # In-process answers the servers must give.
+    labels, probabilities = Predictor(champion.bundle).predict_with_proba(champion.row)
+    expected = {
+        "onnx": (labels, probabilities),
+        "sklearn": (
+            champion.model.predict(champion.frame).tolist(),
+            champion.model.predict_proba(champion.frame).tolist(),
+        ),
+    }
+    served = {
+        "empty": serve_and_measure(
+            "empty",
+            f"{EMPTY_MODULE}:{EMPTY_CLASS}",
+            [("POST", EMPTY_PATH, b"{}")],
+            requests,
+            duration,
+            cwd=write_empty_service(configs["onnx"]),
+            extra_env={
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+            },
+        )
+    }
+    for runtime, bento in bentos.items():
+        endpoints: list[tuple[str, str, bytes | None]] = [("POST", "/predict", body)]
+        if runtime == "onnx":
+            endpoints.append(("GET", "/livez", None))
 
+        def check(port: int, runtime: str = runtime) -> None:
+            check_answer(port, body, *expected[runtime], stored, f"{runtime} bento")
 
-def _workers(bento: BentoResult) -> str:
-    text = (Path(bento.path) / "src" / "mlops_bento_runtime.py").read_text()
-    m = re.search(r"bentoml\.service\([^)]*workers=(\w+)", text)
-    return f"{m.group(1)} (`@bentoml.service(workers=...)` in the service)" if m else "BentoML default"
+        served[runtime] = serve_and_measure(runtime, bento.tag, endpoints, requests, duration, check=check)
+    breakdown = in_process_breakdown(champion, configs, body, breakdown_n)
+    return CloudResult(bentos, served, breakdown, workers)
 
 
 # -------------------------------------------------------------------------------------------- sizes
@@ -600,6 +854,11 @@ def fmt_kb(n: int) -> str:
 
 
 # ------------------------------------------------------------------------------------------- report
+
+
+def load_cell(load: Load) -> str:
+    lat = f"; p50 {load.p50_ms:.1f} ms, p99 {load.p99_ms:.1f} ms" if load.p50_ms is not None else ""
+    return f"{load.rps:,.0f} req/s ({load.errors} errors of {load.requests:,}{lat})"
 
 
 def report(edge: list[EdgeResult], cloud: CloudResult, champions: dict[str, Champion]) -> str:
@@ -619,29 +878,30 @@ def report(edge: list[EdgeResult], cloud: CloudResult, champions: dict[str, Cham
             f"| edge | {r.name} `{r.method}`, 1 row: sklearn (1-row DataFrame) vs Predictor | "
             f"{r.sklearn.show()} | {r.predictor.show()} | {r.sklearn.p50_us / r.predictor.p50_us:.1f}x | - |"
         )
-    c1 = cloud.predict_c1
-    met = "met" if c1.p50_us / 1000 <= HTTP_P50_TARGET_MS else "**not met**"
-    lines.append(
-        f"| cloud | `POST /predict` 1 row, concurrency 1, keep-alive: vs `GET /livez` | {c1.show()} | "
-        f"{cloud.livez_c1.show()} | {c1.p50_us / cloud.livez_c1.p50_us:.1f}x | "
-        f"p50 <= {HTTP_P50_TARGET_MS:g} ms: {met} |"
-    )
-    lines.append(
-        f"| cloud | `GET /healthz` (answered by the middleware), concurrency 1 | {cloud.healthz_c1.show()} "
-        "| | | - |"
-    )
-
-    def load_cell(load: Load) -> str:
-        lat = f"; p50 {load.p50_ms:.1f} ms, p99 {load.p99_ms:.1f} ms" if load.p50_ms is not None else ""
-        return f"{load.rps:,.0f} req/s ({load.errors} errors of {load.requests:,}{lat})"
-
-    for name, ceiling in (("`/livez`", cloud.livez_load), ("`/healthz`", cloud.healthz_load)):
-        share = cloud.predict_load.rps / ceiling.rps
-        met = "met" if share >= THROUGHPUT_TARGET and cloud.predict_load.errors == 0 else "**not met**"
+    empty = cloud.served["empty"]
+    empty_key = f"POST {EMPTY_PATH}"
+    empty_c1, empty_load = empty.c1[empty_key], empty.load[empty_key]
+    livez_load = cloud.served["onnx"].load["GET /livez"]
+    for runtime in ("onnx", "sklearn"):
+        served, label = cloud.served[runtime], RUNTIME_LABELS[runtime]
+        c1, load = served.c1["POST /predict"], served.load["POST /predict"]
+        met = "met" if c1.p50_us / 1000 <= HTTP_P50_TARGET_MS else "**not met**"
         lines.append(
-            f"| cloud | `POST /predict` vs {name}, {CONCURRENCY} connections, {cloud.predict_load.tool} | "
-            f"{load_cell(cloud.predict_load)} | {load_cell(ceiling)} | {share:.0%} | "
-            f">= {THROUGHPUT_TARGET:.0%}, 0 errors: {met} |"
+            f"| cloud | {label}: `POST /predict` 1 row, concurrency 1, keep-alive, vs `POST {EMPTY_PATH}` | "
+            f"{c1.show()} | {empty_c1.show()} | {c1.p50_us / empty_c1.p50_us:.1f}x | "
+            f"p50 <= {HTTP_P50_TARGET_MS:g} ms: {met} |"
+        )
+        share = load.rps / empty_load.rps
+        met = "met" if share >= THROUGHPUT_TARGET and load.errors == 0 else "**not met**"
+        lines.append(
+            f"| cloud | {label}: `POST /predict` vs `POST {EMPTY_PATH}` (the empty endpoint: the stack's "
+            f"ceiling), {CONCURRENCY} connections, {load.tool} | {load_cell(load)} | "
+            f"{load_cell(empty_load)} | {share:.0%} | >= {THROUGHPUT_TARGET:.0%}, 0 errors: {met} |"
+        )
+        lines.append(
+            f"| cloud | {label}: `POST /predict` vs `GET /livez` (onnx bento's server, outside the API), "
+            f"{CONCURRENCY} connections, {livez_load.tool} | {load_cell(load)} | {load_cell(livez_load)} | "
+            f"{load.rps / livez_load.rps:.0%} | - (information) |"
         )
     for name, champion in champions.items():
         onnx = (champion.bundle / "model.onnx").stat().st_size
@@ -653,9 +913,14 @@ def report(edge: list[EdgeResult], cloud: CloudResult, champions: dict[str, Cham
             f"({bundle / champion.joblib_bytes:.2f}x) | - |"
         )
     pickled = champions[CLOUD_CASE].joblib_bytes
+    sk, ox = cloud.bentos["sklearn"].size_bytes, cloud.bentos["onnx"].size_bytes
     lines.append(
-        f"| size | {CLOUD_CASE} bento (sources, env, the model) | {fmt_kb(cloud.bento.size_bytes)} | "
-        f"{fmt_kb(pickled)} | {cloud.bento.size_bytes / pickled:.1f}x | - |"
+        f"| size | {CLOUD_CASE} bento, sklearn runtime (sources, env, the pickle) vs joblib pickle | "
+        f"{fmt_kb(sk)} | {fmt_kb(pickled)} | {sk / pickled:.1f}x | - |"
+    )
+    lines.append(
+        f"| size | {CLOUD_CASE} bento, onnx runtime (sources, env, the edge bundle) vs the sklearn-runtime "
+        f"bento | {fmt_kb(ox)} | {fmt_kb(sk)} | {ox / sk:.2f}x | - |"
     )
     return "\n".join(lines)
 
@@ -666,6 +931,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--requests", type=int, default=1000, help="timed HTTP requests at concurrency 1")
     parser.add_argument("--duration", type=int, default=20, help="seconds of load at concurrency 32")
+    parser.add_argument("--workers", type=int, default=2, help="BentoML worker processes per server")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
 
@@ -676,25 +942,42 @@ def main(argv: list[str] | None = None) -> int:
     for champion in champions.values():
         edge.extend(bench_edge(champion, args.iterations, args.warmup))
     start = time.perf_counter()
-    cloud = bench_cloud(champions[CLOUD_CASE], args.requests, args.duration, min(args.iterations, 2000))
-    print(f"cloud part (bento build, server start, load) took {time.perf_counter() - start:.0f} s")
+    cloud = bench_cloud(
+        champions[CLOUD_CASE], args.requests, args.duration, min(args.iterations, 2000), args.workers
+    )
+    print(
+        f"cloud part (2 bento builds, 3 servers started one after another, load) took "
+        f"{time.perf_counter() - start:.0f} s"
+    )
     print(
         f"\nmachine: {os.cpu_count()} cores, {platform.system()} {platform.machine()}, Python "
         f"{platform.python_version()}; onnxruntime {dist_version('onnxruntime')}, scikit-learn "
         f"{dist_version('scikit-learn')}, bentoml {dist_version('bentoml')}, "
-        f"wrk {'yes' if shutil.which('wrk') else 'no (Python load generator)'}\n"
+        f"wrk {'yes' if shutil.which('wrk') else 'no (Python load generator)'}; "
+        f"{cloud.workers} BentoML worker(s) per server\n"
     )
     print(report(edge, cloud, champions))
-    print(f"\nserver: {cloud.workers} worker(s); ready {cloud.ready_s:.1f} s after start; processes:")
-    for pid, line in cloud.processes:
-        print(f"  {pid} {line[:150]}")
+    print("\nservers (one at a time):")
+    for name, served in cloud.served.items():
+        what = f"bento {cloud.bentos[name].tag}" if name in cloud.bentos else f"{EMPTY_MODULE}:{EMPTY_CLASS}"
+        print(
+            f"- {name}: {what}; ready {served.ready_s:.1f} s after start; "
+            f"{served.worker_processes} worker process(es) (workers={cloud.workers}); processes:"
+        )
+        for pid, line in served.processes:
+            print(f"    {pid} {line[:150]}")
     print("\nin-process cost of one /predict request's service work (same model, same body), p50 (p99):")
-    for name, timing in cloud.breakdown.items():
-        print(f"- {name}: {timing.show()}")
-    print(
-        f"- HTTP floor, `GET /livez` over the same connection: {cloud.livez_c1.show()}; "
-        f"`GET /healthz`: {cloud.healthz_c1.show()}"
+    for runtime, steps in cloud.breakdown.items():
+        print(f"{RUNTIME_LABELS[runtime]}:")
+        for name, timing in steps.items():
+            print(f"- {name}: {timing.show()}")
+    floors = "; ".join(
+        f"`{key}` ({name} server): {timing.show()}"
+        for name in ("empty", "onnx")
+        for key, timing in cloud.served[name].c1.items()
+        if key != "POST /predict"
     )
+    print(f"HTTP floors over the same kind of connection, concurrency 1: {floors}")
     med = statistics.median([r.predictor.p50_us / r.bare.p50_us for r in edge])
     print(f"\nmedian Predictor/bare ratio over {len(edge)} measurements: {med:.2f}x")
     return 0

@@ -3,17 +3,23 @@
 Both follow the champion: they depend on it and carry `AutomationCondition.eager()`, so a promotion or
 rollback (a new champion data version) makes them stale and the automation sensor rebuilds them; the
 retrain job includes them too. Each is versioned by the champion it packages.
+
+Both convert the champion to ONNX and compare it with the champion on its holdout (`_onnx_candidate`):
+the edge bundle is written only when parity holds, and the bento serves the ONNX model with
+onnxruntime only when parity holds (`serving.cloud_runtime: auto`, the default, falls back to sklearn
+and says why; `onnx` fails instead; `sklearn` never converts).
 """
 
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 
-from mlops_dagster.errors import RegistryError
+from mlops_dagster.errors import PackagingError, RegistryError
 from mlops_dagster.factory.dataset import IO_MANAGER_KEY
 from mlops_dagster.factory.keys import bento_key, champion_key, edge_bundle_key, training_set_key
 from mlops_dagster.factory.versions import code_version
@@ -31,37 +37,143 @@ def _champion(context: dg.AssetExecutionContext, spec: PipelineSpec) -> Any:
     return champion
 
 
+@dataclass(frozen=True)
+class _OnnxCandidate:
+    """The champion converted to ONNX, written as a bundle in a staging folder, and its parity result."""
+
+    onnx_bytes: bytes
+    bundle: Path
+    bundle_args: dict[str, Any]
+    parity: Any  # ParityResult
+
+    @property
+    def parity_metadata(self) -> dict[str, Any]:
+        p = self.parity
+        return {
+            "mlops/rows": p.n_rows,
+            "mlops/label_agreement": p.label_agreement,
+            "mlops/max_proba_diff": p.max_proba_diff,
+            "mlops/max_rel_err": p.max_rel_err,
+        }
+
+
+def _onnx_candidate(
+    spec: PipelineSpec, champion: Any, training_set: pd.DataFrame, staging: Path
+) -> _OnnxCandidate:
+    """Convert the champion, write the bundle under `staging` and check it against the champion.
+
+    Raises:
+        PackagingError: no ONNX converter fits the champion's estimator.
+    """
+    from mlops_dagster.packaging.onnx_bundle import convert_to_onnx, write_bundle
+    from mlops_dagster.packaging.parity import check_parity
+    from mlops_dagster.registry.store import load_version, read_card
+
+    model = load_version(spec.name, champion.version, champion.sha256)
+    card = read_card(spec.name, champion.version)
+    features, schema, task = list(card["features"]), dict(card["feature_schema"]), card["task"]
+    onnx_bytes = convert_to_onnx(model, schema, task)
+    bundle_args: dict[str, Any] = {
+        "pipeline": spec.name,
+        "version": champion.version,
+        "model_sha256": champion.sha256,
+        "features": features,
+        "feature_schema": schema,
+        "task": task,
+        "classes": [*getattr(model, "classes_", [])] or None,
+    }
+    bundle = write_bundle(staging / "bundle", onnx_bytes, **bundle_args)
+    holdout = _holdout(training_set, card, spec.dataset.timestamp)
+    parity = check_parity(model, bundle, holdout, features, task)
+    return _OnnxCandidate(onnx_bytes, bundle, bundle_args, parity)
+
+
+def _cloud_runtime(
+    context: dg.AssetExecutionContext,
+    spec: PipelineSpec,
+    champion: Any,
+    training_set: pd.DataFrame,
+    staging: Path,
+) -> tuple[Path | None, str, dict[str, Any]]:
+    """(the bundle to serve or None, why this runtime, parity metadata) per `serving.cloud_runtime`.
+
+    Raises:
+        PackagingError: `cloud_runtime: onnx` and the champion cannot be converted or fails parity.
+    """
+    wanted = spec.serving.cloud_runtime
+    if wanted == "sklearn":
+        return None, "serving.cloud_runtime is sklearn", {}
+    try:
+        candidate = _onnx_candidate(spec, champion, training_set, staging)
+    except PackagingError as e:
+        if wanted == "onnx":
+            raise
+        return None, f"no ONNX runtime: {e}", {}
+    if candidate.parity.passed:
+        why = "ONNX parity with the champion holds on its holdout"
+        return candidate.bundle, why, candidate.parity_metadata
+    why = f"ONNX parity with the champion failed: {str(candidate.parity.details)[:500]}"
+    if wanted == "onnx":
+        raise PackagingError(f"{spec.name}: serving.cloud_runtime is onnx, but {why}")
+    return None, why, candidate.parity_metadata
+
+
 def build_bento_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
+    convert = spec.serving.cloud_runtime != "sklearn"
+
     @dg.asset(
         key=bento_key(spec.name),
         group_name=spec.name,
         description=(
             f"BentoML bento serving the `{spec.name}` champion (request schema from its features, "
-            "version headers, /healthz), with its generated Dockerfile and pinned requirements."
+            "version headers, /healthz; onnxruntime when ONNX parity holds), with its generated "
+            "Dockerfile and pinned requirements."
         ),
         kinds={"bentoml", "docker"},
         owners=list(spec.owners),
+        ins={"training_set": dg.AssetIn(key=training_set_key(spec.name))} if convert else {},
         deps=[champion_key(spec.name)],
         automation_condition=dg.AutomationCondition.eager(),
+        required_resource_keys={IO_MANAGER_KEY} if convert else set(),
         code_version=code_version(spec.serving, "bento"),
     )
-    def _bento(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def _bento(context: dg.AssetExecutionContext, **inputs: Any) -> dg.MaterializeResult:
         from mlops_dagster.packaging.bento import build_bento
 
         champion = _champion(context, spec)
-        result = build_bento(spec.name, champion.version, champion.sha256)
+        with tempfile.TemporaryDirectory(prefix=f"{spec.name}-bento-") as staging:
+            if convert:
+                bundle, why, parity = _cloud_runtime(
+                    context, spec, champion, inputs["training_set"], Path(staging)
+                )
+            else:
+                bundle, why, parity = None, "serving.cloud_runtime is sklearn", {}
+            if bundle is None and convert:
+                context.log.warning(f"{spec.name}: the bento serves sklearn: {why}")
+            result = build_bento(
+                spec.name,
+                champion.version,
+                champion.sha256,
+                onnx_bundle=bundle,
+                workers=spec.serving.workers,
+            )
         if not result.containerized:
             context.log.warning(f"{result.tag}: containerize skipped: {result.containerize_note}")
         return dg.MaterializeResult(
             metadata={
                 "mlops/bento_tag": result.tag,
                 "mlops/version": champion.version,
+                "mlops/runtime": result.runtime,
+                "mlops/runtime_note": why,
+                "mlops/served_model": result.served_model_tag,
+                "mlops/workers": result.workers,
                 "mlops/bento_path": dg.MetadataValue.path(str(result.path)),
                 "mlops/dockerfile": dg.MetadataValue.path(str(result.dockerfile_path)),
                 "mlops/size_bytes": int(result.size_bytes),
                 "mlops/api_schema": dg.MetadataValue.json(result.api_schema),
                 "mlops/containerized": bool(result.containerized),
                 "mlops/containerize_note": result.containerize_note,
+                **{k: v for k, v in parity.items() if v is not None},
             },
             data_version=dg.DataVersion(str(result.tag)),
         )
@@ -102,39 +214,17 @@ def build_edge_bundle_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
     )
     def _edge_bundle(context: dg.AssetExecutionContext, training_set: pd.DataFrame) -> Iterator[Any]:
         from mlops_dagster.packaging.edge_store import store_bundle_in_bentoml
-        from mlops_dagster.packaging.onnx_bundle import convert_to_onnx, write_bundle
-        from mlops_dagster.packaging.parity import check_parity
-        from mlops_dagster.registry.store import load_version, read_card
+        from mlops_dagster.packaging.onnx_bundle import write_bundle
 
         champion = _champion(context, spec)
-        model = load_version(spec.name, champion.version, champion.sha256)
-        card = read_card(spec.name, champion.version)
-        features, schema, task = list(card["features"]), dict(card["feature_schema"]), card["task"]
-        onnx_bytes = convert_to_onnx(model, schema, task)
         final = Path(str(getattr(context.resources, IO_MANAGER_KEY).asset_dir(key))) / champion.version
-        bundle_args: dict[str, Any] = {
-            "pipeline": spec.name,
-            "version": champion.version,
-            "model_sha256": champion.sha256,
-            "features": features,
-            "feature_schema": schema,
-            "task": task,
-            "classes": [*getattr(model, "classes_", [])] or None,
-        }
         with tempfile.TemporaryDirectory(prefix=f"{spec.name}-edge-") as staging:
-            bundle = write_bundle(Path(staging) / "bundle", onnx_bytes, **bundle_args)
-            holdout = _holdout(training_set, card, spec.dataset.timestamp)
-            parity = check_parity(model, bundle, holdout, features, task)
-            metadata = {
-                "mlops/rows": parity.n_rows,
-                "mlops/label_agreement": parity.label_agreement,
-                "mlops/max_proba_diff": parity.max_proba_diff,
-                "mlops/max_rel_err": parity.max_rel_err,
-                "mlops/version": champion.version,
-            }
+            candidate = _onnx_candidate(spec, champion, training_set, Path(staging))
+            parity = candidate.parity
+            metadata = {**candidate.parity_metadata, "mlops/version": champion.version}
             if parity.passed:
                 # Written atomically over any bundle of this version; other versions stay as they are.
-                final = write_bundle(final, onnx_bytes, **bundle_args)
+                final = write_bundle(final, candidate.onnx_bytes, **candidate.bundle_args)
                 tag = store_bundle_in_bentoml(final, spec.name, champion.version)
                 size = sum(p.stat().st_size for p in final.iterdir() if p.is_file())
                 yield dg.MaterializeResult(

@@ -1,12 +1,15 @@
 """Cloud packaging: one stored model version as a self-contained BentoML bento with a Dockerfile.
 
 `build_bento` writes a build folder (the service runtime, a stub naming the service, the build's
-config), builds the bento with the model as a declared dependency (BentoML 1.4 keeps it in the model
-store and copies it into `bentoml export` archives and `bentoml containerize` images) and exact pins of
-the libraries the model was pickled with, and containerizes it when a Docker daemon answers. The bento
-needs neither Dagster nor `mlops_dagster` at serve time: the service checks `model.joblib` against the
-sha256 baked into the build before unpickling it. BentoML is imported inside the functions (it honours
-`$BENTOML_HOME`).
+config), builds the bento with the served model as a declared dependency (BentoML 1.4 keeps it in the
+model store and copies it into `bentoml export` archives and `bentoml containerize` images) and exact
+pins of the libraries it needs, and containerizes it when a Docker daemon answers.
+
+Given a parity-checked edge bundle, the bento serves it with onnxruntime (runtime `onnx`: the bundle is
+stored as `<pipeline>_edge:<version>`, and the image needs neither sklearn nor pandas); otherwise it
+serves the pickled champion with sklearn (runtime `sklearn`). Either way the service checks what it
+loads against the sha256s baked into the build. The bento needs neither Dagster nor `mlops_dagster` at
+serve time. BentoML is imported inside the functions (it honours `$BENTOML_HOME`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from mlops_dagster.packaging import service_template
 
 MAX_ROWS = 1000
 PINNED_DISTRIBUTIONS = ("scikit-learn", "pandas", "numpy", "joblib", "pydantic")
+ONNX_DISTRIBUTIONS = ("onnxruntime", "numpy", "pydantic")
 RUNTIME_MODULE = "mlops_bento_runtime"
 SERVICE_MODULE = "mlops_bento_service"
 SERVICE_CLASS = "ModelService"
@@ -65,6 +69,9 @@ class BentoResult:
         sha256: the model's sha256, checked by the service before loading.
         requirements: the pinned Python requirements baked into the image.
         python_version: the image's Python version (the one the model was pickled with).
+        runtime: `onnx` (the edge bundle, run by onnxruntime) or `sklearn` (the pickled champion).
+        served_model_tag: the BentoML model the service loads (`<p>_edge:<v>` or `<p>:<v>`).
+        workers: the server's worker processes.
     """
 
     tag: str
@@ -79,6 +86,9 @@ class BentoResult:
     sha256: str = ""
     requirements: tuple[str, ...] = ()
     python_version: str = ""
+    runtime: str = "sklearn"
+    served_model_tag: str = ""
+    workers: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as JSON-serialisable values."""
@@ -87,13 +97,14 @@ class BentoResult:
         return out
 
 
-def pinned_requirements(estimator: str | None = None) -> list[str]:
-    """`name==version` for the libraries the model was pickled with, as installed here.
+def pinned_requirements(estimator: str | None = None, runtime: str = "sklearn") -> list[str]:
+    """`name==version` for the libraries the service needs, as installed here.
 
-    The estimator's own distribution (e.g. `xgboost` for `xgboost.XGBClassifier`) is pinned too.
+    For `sklearn`, the libraries the model was pickled with, and the estimator's own distribution (e.g.
+    `xgboost` for `xgboost.XGBClassifier`); for `onnx`, onnxruntime, numpy and pydantic.
     """
-    names = list(PINNED_DISTRIBUTIONS)
-    top = (estimator or "").replace(":", ".").split(".")[0]
+    names = list(ONNX_DISTRIBUTIONS if runtime == "onnx" else PINNED_DISTRIBUTIONS)
+    top = (estimator or "").replace(":", ".").split(".")[0] if runtime != "onnx" else ""
     for dist in metadata.packages_distributions().get(top, []) if top else []:
         if dist not in names:
             names.append(dist)
@@ -106,12 +117,25 @@ def pinned_requirements(estimator: str | None = None) -> list[str]:
     return pins
 
 
-def service_config(card: dict[str, Any], pipeline: str, version: str, sha256: str) -> dict[str, Any]:
+def service_config(
+    card: dict[str, Any],
+    pipeline: str,
+    version: str,
+    sha256: str,
+    *,
+    onnx: dict[str, str] | None = None,
+    workers: int = 1,
+) -> dict[str, Any]:
     """What the generated service needs, from the model card.
+
+    Args:
+        onnx: `{"model_tag": ..., "sha256": ...}` of the stored edge bundle to serve with onnxruntime
+            (its `model.onnx` sha256); None serves the pickled model with sklearn.
+        workers: the server's worker processes.
 
     Raises:
         RegistryError: the card lacks `features`, `feature_schema` or `task`.
-        PackagingError: a feature's dtype cannot be carried by a JSON request.
+        PackagingError: a feature's dtype cannot be carried by a JSON request, or `workers` < 1.
     """
     missing = [k for k in ("features", "feature_schema", "task") if not card.get(k)]
     if missing:
@@ -131,7 +155,13 @@ def service_config(card: dict[str, Any], pipeline: str, version: str, sha256: st
         "service_name": pipeline,
         "service_class": SERVICE_CLASS,
         "envs": dict(RUNTIME_ENVS),
+        "runtime": "onnx" if onnx else "sklearn",
+        "workers": int(workers),
     }
+    if onnx:
+        config["onnx_model_tag"], config["onnx_sha256"] = onnx["model_tag"], onnx["sha256"]
+    if config["workers"] < 1:
+        raise PackagingError(f"{pipeline}: a bento needs at least 1 worker, not {workers}")
     try:
         service_template.request_model(config)
     except ValueError as e:
@@ -187,6 +217,8 @@ def build_bento(
     version: str,
     sha256: str,
     *,
+    onnx_bundle: str | Path | None = None,
+    workers: int = 1,
     build_dir: Path | None = None,
     containerize: bool = True,
 ) -> BentoResult:
@@ -199,12 +231,15 @@ def build_bento(
         version: the model version in the BentoML store.
         sha256: the model's full sha256; the stored bytes are checked against it now, and the service
             checks them again before loading.
+        onnx_bundle: an edge bundle of this version whose parity with the model was checked; the bento
+            then serves it with onnxruntime (stored as `<pipeline>_edge:<version>`). None: sklearn.
+        workers: the server's worker processes (each loads the model once).
         build_dir: where to write the service sources (a new temporary folder by default).
         containerize: build an image when a Docker daemon answers.
 
     Raises:
         RegistryError: the version is not in the store, or its card lacks the feature schema.
-        IntegrityError: the stored model does not hash to `sha256`.
+        IntegrityError: the stored model does not hash to `sha256`, or the bundle packages another model.
         PackagingError: the features cannot be served over JSON, or the build or the image failed.
     """
     import bentoml
@@ -221,8 +256,9 @@ def build_bento(
     card = read_card(pipeline, version)
     if card.get("sha256") not in (None, sha256):
         raise IntegrityError(f"model card of {model_tag} records sha256 {card['sha256']}, not {sha256}")
-    config = service_config(card, pipeline, version, sha256)
-    requirements = pinned_requirements(card.get("estimator"))
+    onnx = _store_onnx(onnx_bundle, pipeline, version, sha256) if onnx_bundle is not None else None
+    config = service_config(card, pipeline, version, sha256, onnx=onnx, workers=workers)
+    requirements = pinned_requirements(card.get("estimator"), config["runtime"])
     python_version = f"{sys.version_info.major}.{sys.version_info.minor}"
     folder = Path(build_dir) if build_dir else Path(tempfile.mkdtemp(prefix=f"mlops-bento-{pipeline}-"))
     include = write_build_dir(folder, config)
@@ -249,7 +285,36 @@ def build_bento(
         sha256=sha256,
         requirements=tuple(requirements),
         python_version=python_version,
+        runtime=config["runtime"],
+        served_model_tag=_served_tag(config),
+        workers=config["workers"],
     )
+
+
+def _served_tag(config: dict[str, Any]) -> str:
+    return str(config["onnx_model_tag"] if config["runtime"] == "onnx" else config["model_tag"])
+
+
+def _store_onnx(bundle: str | Path, pipeline: str, version: str, sha256: str) -> dict[str, str]:
+    """Store the bundle as `<pipeline>_edge:<version>` and return its tag and `model.onnx` sha256.
+
+    Raises:
+        IntegrityError: the bundle (or the copy already stored) packages another model or fails its hashes.
+    """
+    from mlops_dagster.packaging.edge_store import store_bundle_in_bentoml
+    from mlops_dagster.packaging.onnx_bundle import MODEL_FILE, verify_bundle
+
+    manifest = verify_bundle(bundle)
+    if manifest.get("model_sha256") != sha256:
+        raise IntegrityError(
+            f"edge bundle {bundle} packages model sha256 {manifest.get('model_sha256')}, not "
+            f"{pipeline}:{version} ({sha256})"
+        )
+    tag = store_bundle_in_bentoml(bundle, pipeline, version)
+    import bentoml
+
+    stored_manifest = verify_bundle(bentoml.models.get(tag).path)
+    return {"model_tag": tag, "sha256": stored_manifest["files"][MODEL_FILE]}
 
 
 def _existing_bento(bento_tag: str) -> Any | None:
@@ -292,14 +357,16 @@ def _build(
             version=bento_version,
             build_ctx=str(folder),
             include=include,
-            models=[config["model_tag"]],
+            models=[_served_tag(config)],
             labels={
                 "pipeline": config["pipeline"],
                 "model_version": config["version"],
                 "mlops_sha256": config["sha256"],
+                "runtime": config["runtime"],
             },
             description=(
-                f"# {config['model_tag']}\n\nServes model `{config['model_tag']}` (sha256 "
+                f"# {config['model_tag']}\n\nServes model `{config['model_tag']}` with {config['runtime']} "
+                f"from `{_served_tag(config)}` (sha256 "
                 f'`{config["sha256"]}`): `POST /predict` with `{{"rows": [...]}}` (1 to '
                 f"{config['max_rows']} rows), `GET /healthz`, `GET /version`, `GET /readyz`.\n"
             ),

@@ -8,6 +8,7 @@ from mlops_dagster, and runs on Python 3.9+. On load it checks the sha256 of eve
     model = Predictor("path/to/bundle")
     model.predict({"tenure_months": 12, "plan": "basic"})      # -> [0]
     model.predict_proba([{"tenure_months": 12}, {"plan": None}])  # -> [[0.8, 0.2], [0.6, 0.4]]
+    model.predict_with_proba({"tenure_months": 12})  # -> ([0], [[0.8, 0.2]]), one model run
 
 A missing or None numeric value is NaN (the model imputes it as in training); a missing or None text
 value is "" (the model's "missing" category). Keys that are not features are ignored.
@@ -176,6 +177,17 @@ class Predictor:
         out = self._session.run(self._prediction, self._feeds(rows))[0]
         return out.ravel().tolist()  # type: ignore[no-any-return]
 
+    def predict_with_proba(
+        self, rows: dict[str, Any] | Sequence[dict[str, Any]]
+    ) -> tuple[list[Any], list[list[float]]]:
+        """Labels and class probabilities from one model run (classification only)."""
+        if self._probabilities is None:
+            raise ValueError(f"predict_with_proba needs a classification bundle; this one is {self.task}")
+        if not isinstance(rows, dict) and len(rows) == 0:
+            return [], []
+        labels, probabilities = self._session.run(self._prediction + self._probabilities, self._feeds(rows))
+        return labels.ravel().tolist(), probabilities.tolist()
+
     def predict_proba(self, rows: dict[str, Any] | Sequence[dict[str, Any]]) -> list[list[float]]:
         """Class probabilities per row, in the order of `self.classes` (classification only)."""
         if self._probabilities is None:
@@ -194,8 +206,11 @@ def main(argv: Sequence[str]) -> int:
     rows = json.loads(text)
     model = Predictor(Path(__file__).resolve().parent)
     batch = [rows] if isinstance(rows, dict) else rows
-    labels = model.predict(batch)
-    probas = model.predict_proba(batch) if model.task == "classification" else [None] * len(batch)
+    probas: list[Any]
+    if model.task == "classification":
+        labels, probas = model.predict_with_proba(batch)
+    else:
+        labels, probas = model.predict(batch), [None] * len(batch)
     for i, label in enumerate(labels):
         proba = probas[i]
         result = {"prediction": label} if proba is None else {"prediction": label, "probabilities": proba}

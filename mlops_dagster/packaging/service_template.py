@@ -1,7 +1,16 @@
 """The BentoML service a cloud bento runs, copied verbatim into the bento as `mlops_bento_runtime.py`.
 
+Two runtimes, chosen at build time (`config["runtime"]`):
+
+- `onnx`: the champion's parity-checked edge bundle, stored as `<pipeline>_edge:<version>`, run by the
+  bundle's own onnxruntime predictor in an `async` API (a one-row call costs microseconds, so it runs on
+  the event loop with no thread hop). Needs onnxruntime, numpy and pydantic only.
+- `sklearn`: the pickled champion (`<pipeline>:<version>`) on a pandas frame, in a sync API (BentoML
+  runs it in its thread pool). The fallback when the champion has no ONNX converter or parity failed.
+
 The bento must not need `mlops_dagster` (nor Dagster) at serve time, so this module imports only the
-standard library at the top, and pydantic, pandas, joblib and bentoml inside the functions that use them.
+standard library at the top, and pydantic, pandas, joblib, onnxruntime and bentoml inside the functions
+that use them.
 A generated stub (`mlops_bento_service.py`) reads the build's `bento_config.json` and calls
 `make_service(config)`; `mlops_dagster.packaging.bento` uses `request_model` to report the API schema,
 so the schema in the build's metadata is the one the server validates with.
@@ -16,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 MODEL_FILE = "model.joblib"
+BUNDLE_MODEL_FILE = "model.onnx"
+BUNDLE_PREDICTOR_FILE = "predictor.py"
+RUNTIMES = ("onnx", "sklearn")
 MODEL_VERSION_HEADER = "X-Model-Version"
 MODEL_SHA256_HEADER = "X-Model-Sha256"
 HEALTH_PATH = "/healthz"
@@ -116,6 +128,56 @@ def load_checked_model(config: dict[str, Any]) -> Any:
         )
     model = joblib.load(io.BytesIO(data))
     return single_threaded(model)
+
+
+def load_checked_bundle(config: dict[str, Any]) -> Any:
+    """The stored edge bundle's own `Predictor`, after checking it packages the build's champion.
+
+    The predictor checks every bundle file against its manifest when it loads; this also checks that
+    the manifest names the champion's sha256 and that `model.onnx` is the file the bento was built with.
+
+    Raises:
+        RuntimeError: the stored bundle packages another model, or its ONNX file changed since the build.
+    """
+    import importlib.util
+
+    import bentoml
+
+    stored = bentoml.models.get(config["onnx_model_tag"])
+    folder = Path(stored.path)
+    spec = importlib.util.spec_from_file_location("mlops_bundle_predictor", folder / BUNDLE_PREDICTOR_FILE)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"model {config['onnx_model_tag']}: {folder} has no {BUNDLE_PREDICTOR_FILE}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    predictor = module.Predictor(folder)  # refuses a bundle whose files do not match its manifest
+    manifest = predictor.manifest
+    problems = []
+    if manifest.get("model_sha256") != config["sha256"]:
+        problems.append(f"it packages model sha256 {manifest.get('model_sha256')}, not {config['sha256']}")
+    onnx_sha256 = (manifest.get("files") or {}).get(BUNDLE_MODEL_FILE)
+    if onnx_sha256 != config["onnx_sha256"]:
+        built_for = config["onnx_sha256"]
+        problems.append(f"its {BUNDLE_MODEL_FILE} has sha256 {onnx_sha256}, built for {built_for}")
+    if list(manifest.get("features") or []) != list(config["features"]):
+        problems.append(f"its features {manifest.get('features')} are not {config['features']}")
+    if problems:
+        raise RuntimeError(
+            f"model {config['onnx_model_tag']} at {folder}: " + "; ".join(problems) + "; refusing to serve it"
+        )
+    return predictor
+
+
+def predict_rows_onnx(predictor: Any, rows: list[Any], config: dict[str, Any]) -> dict[str, Any]:
+    """The `/predict` answer from the ONNX bundle: one model run, labels and probabilities together."""
+    records = [row.model_dump(by_alias=True) for row in rows]
+    out: dict[str, Any] = {"model_version": config["version"]}
+    if config.get("task") == "classification":
+        out["predictions"], out["probabilities"] = predictor.predict_with_proba(records)
+        out["classes"] = list(predictor.classes)
+    else:
+        out["predictions"] = predictor.predict(records)
+    return out
 
 
 def single_threaded(model: Any) -> Any:
@@ -281,6 +343,9 @@ def make_service(config: dict[str, Any]) -> Any:
     """The `@bentoml.service` class for one model version, described by the build's config."""
     import bentoml
 
+    runtime = config.get("runtime", "sklearn")
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime {runtime!r} is not one of {', '.join(RUNTIMES)}")
     request_cls = request_model(config)
     response_cls = response_model(config)
     info = {
@@ -291,21 +356,40 @@ def make_service(config: dict[str, Any]) -> Any:
         "task": config["task"],
         "features": list(config["features"]),
         "max_rows": int(config["max_rows"]),
+        "runtime": runtime,
+        "served_model_tag": config["onnx_model_tag"] if runtime == "onnx" else config["model_tag"],
     }
 
-    class ModelService:
-        def __init__(self) -> None:
-            self.model = load_checked_model(config)
+    api = bentoml.api(route=PREDICT_PATH, input_spec=request_cls, output_spec=response_cls, batchable=False)
 
-        @bentoml.api(route=PREDICT_PATH, input_spec=request_cls, output_spec=response_cls, batchable=False)
-        def predict(self, rows: list[Any]) -> Any:
-            return response_cls(**predict_rows(self.model, rows, config))
+    if runtime == "onnx":
+
+        class ModelService:
+            def __init__(self) -> None:
+                self.model = load_checked_bundle(config)
+
+            @api
+            async def predict(self, rows: list[Any]) -> Any:
+                return response_cls(**predict_rows_onnx(self.model, rows, config))
+
+    else:
+
+        class ModelService:  # type: ignore[no-redef]
+            def __init__(self) -> None:
+                self.model = load_checked_model(config)
+
+            @api
+            def predict(self, rows: list[Any]) -> Any:
+                return response_cls(**predict_rows(self.model, rows, config))
 
     ModelService.__name__ = ModelService.__qualname__ = config["service_class"]
     envs = [{"name": k, "value": v} for k, v in dict(config.get("envs", {})).items()]
-    service = bentoml.service(name=config["service_name"], workers=1, traffic={"timeout": 60}, envs=envs)(
-        ModelService
-    )
+    service = bentoml.service(
+        name=config["service_name"],
+        workers=int(config.get("workers", 1)),
+        traffic={"timeout": 60},
+        envs=envs,
+    )(ModelService)
     service.add_asgi_middleware(
         ModelInfoMiddleware,
         version=config["version"],

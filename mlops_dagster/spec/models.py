@@ -170,6 +170,15 @@ class MonitoringSpec(StrictModel):
 
 class ServingSpec(StrictModel):
     targets: list[Literal["cloud", "edge"]] = Field(default_factory=list)
+    cloud_runtime: Literal["auto", "onnx", "sklearn"] = Field(
+        "auto",
+        description=(
+            "What the cloud bento runs: `onnx` (the champion converted to ONNX and parity-checked on its "
+            "holdout, served by onnxruntime; fails when that is not possible), `sklearn` (the pickled "
+            "champion), or `auto` (onnx when conversion and parity succeed, else sklearn)"
+        ),
+    )
+    workers: int = Field(1, ge=1, le=64, description="Worker processes of the cloud bento's server")
 
 
 class FeatureGroupSpec(StrictModel):

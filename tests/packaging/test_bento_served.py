@@ -1,7 +1,9 @@
 """The cloud bento, served for real: `bentoml serve` of the built bento in a subprocess, queried over HTTP.
 
-One model is trained and stored the way the candidate asset does it, one bento is built from it, and one
-server runs for the whole module (torn down, process group and all, whatever happens).
+One model is trained and stored the way the candidate asset does it, and one bento per runtime is built
+from it: `onnx` (its edge bundle, run by onnxruntime) and `sklearn` (the pickled model). Every served test
+runs against both; one server per runtime runs at a time (torn down, process group and all, whatever
+happens).
 """
 
 from __future__ import annotations
@@ -27,15 +29,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_dagster.errors import PackagingError, RegistryError
+from mlops_dagster.errors import IntegrityError, PackagingError, RegistryError
+from mlops_dagster.packaging import convert_to_onnx, write_bundle
 from mlops_dagster.packaging.bento import MAX_ROWS, BentoResult, build_bento, docker_available, service_config
+from mlops_dagster.packaging.edge_predictor import Predictor
 from mlops_dagster.packaging.service_template import (
     field_type,
+    load_checked_bundle,
     load_checked_model,
     predict_rows,
     request_model,
 )
-from mlops_dagster.registry.store import StoredVersion, load_version, save_version
+from mlops_dagster.registry.store import StoredVersion, load_version, read_card, save_version
 from mlops_dagster.spec.models import PipelineSpec
 from mlops_dagster.training.train import prepare_frame, train_candidate
 
@@ -93,10 +98,40 @@ def trained() -> Trained:
     return Trained(save_version(PIPELINE, result.model, card, "# {version}"), spec, data)
 
 
-@pytest.fixture(scope="module")
-def bento(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> BentoResult:
+def _write_bundle(trained: Trained, where: Path, *, sha256: str | None = None) -> Path:
+    """The stored model's edge bundle, as the packaging assets write it."""
     s = trained.stored
-    return build_bento(s.pipeline, s.version, s.sha256, build_dir=tmp_path_factory.mktemp("bento-build"))
+    model = load_version(s.pipeline, s.version, s.sha256)
+    schema = dict(read_card(s.pipeline, s.version)["feature_schema"])
+    return write_bundle(
+        where,
+        convert_to_onnx(model, schema, "classification"),
+        pipeline=s.pipeline,
+        version=s.version,
+        model_sha256=sha256 or s.sha256,
+        features=FEATURES,
+        feature_schema=schema,
+        task="classification",
+        classes=model.classes_,
+    )
+
+
+@pytest.fixture(scope="module")
+def bundle(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _write_bundle(trained, tmp_path_factory.mktemp("edge") / "bundle")
+
+
+@pytest.fixture(scope="module", params=["onnx", "sklearn"])
+def bento(
+    request: pytest.FixtureRequest, trained: Trained, bundle: Path, tmp_path_factory: pytest.TempPathFactory
+) -> BentoResult:
+    s = trained.stored
+    onnx = bundle if request.param == "onnx" else None
+    result = build_bento(
+        s.pipeline, s.version, s.sha256, onnx_bundle=onnx, build_dir=tmp_path_factory.mktemp("bento-build")
+    )
+    assert result.runtime == request.param
+    return result
 
 
 def _free_port() -> int:
@@ -170,11 +205,23 @@ def _json_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [{k: plain(v) for k, v in row.items()} for row in frame[FEATURES].to_dict("records")]
 
 
-def _expected(trained: Trained, frame: pd.DataFrame) -> tuple[list[Any], np.ndarray]:
+def _expected(
+    trained: Trained, frame: pd.DataFrame, bento: BentoResult, bundle: Path
+) -> tuple[list[Any], np.ndarray]:
+    """What the bento must answer: the in-process model it serves (the ONNX bundle, or sklearn)."""
+    if bento.runtime == "onnx":
+        labels, probabilities = Predictor(bundle).predict_with_proba(_json_rows(frame))
+        return labels, np.asarray(probabilities)
     s = trained.stored
     model = load_version(s.pipeline, s.version, s.sha256)
     X, _ = prepare_frame(trained.spec, frame, FEATURES)
     return model.predict(X).tolist(), model.predict_proba(X)
+
+
+def _sklearn_probabilities(trained: Trained, frame: pd.DataFrame) -> np.ndarray:
+    s = trained.stored
+    X, _ = prepare_frame(trained.spec, frame, FEATURES)
+    return np.asarray(load_version(s.pipeline, s.version, s.sha256).predict_proba(X))
 
 
 def _rows(trained: Trained, n: int = 60) -> pd.DataFrame:
@@ -183,24 +230,30 @@ def _rows(trained: Trained, n: int = 60) -> pd.DataFrame:
     return frame
 
 
-def test_predictions_over_bentoml_client_match_the_model(server: str, trained: Trained) -> None:
+def test_predictions_over_bentoml_client_match_the_model(
+    server: str, trained: Trained, bento: BentoResult, bundle: Path
+) -> None:
     import bentoml
 
     frame = _rows(trained)
-    predictions, probabilities = _expected(trained, frame)
+    predictions, probabilities = _expected(trained, frame, bento, bundle)
     with bentoml.SyncHTTPClient(server, timeout=30) as client:
         out = client.predict(rows=_json_rows(frame))
     assert out["predictions"] == predictions
     np.testing.assert_allclose(out["probabilities"], probabilities, rtol=0, atol=1e-12)
     assert out["classes"] == [0, 1]
     assert out["model_version"] == trained.stored.version
+    # Whatever the runtime, the answer is the champion's (the ONNX graph is float32 inside).
+    np.testing.assert_allclose(
+        out["probabilities"], _sklearn_probabilities(trained, frame), rtol=0, atol=1e-4
+    )
 
 
 def test_predictions_over_raw_http_match_the_model_and_carry_the_version(
-    server: str, trained: Trained
+    server: str, trained: Trained, bento: BentoResult, bundle: Path
 ) -> None:
     frame = _rows(trained, 25)
-    predictions, probabilities = _expected(trained, frame)
+    predictions, probabilities = _expected(trained, frame, bento, bundle)
     status, headers, out = _post(f"{server}/predict", json.dumps({"rows": _json_rows(frame)}).encode())
     assert status == 200, out
     assert out["predictions"] == predictions
@@ -209,7 +262,9 @@ def test_predictions_over_raw_http_match_the_model_and_carry_the_version(
     assert headers["X-Model-Sha256"] == trained.stored.sha256
 
 
-def test_health_readiness_and_version_endpoints_report_the_model(server: str, trained: Trained) -> None:
+def test_health_readiness_and_version_endpoints_report_the_model(
+    server: str, trained: Trained, bento: BentoResult
+) -> None:
     for path in ("/healthz", "/readyz", "/livez", "/version"):
         status, headers, body = _get(f"{server}{path}")
         assert status == 200, (path, body)
@@ -219,6 +274,7 @@ def test_health_readiness_and_version_endpoints_report_the_model(server: str, tr
     assert version["model_version"] == trained.stored.version
     assert version["model_sha256"] == trained.stored.sha256
     assert version["features"] == FEATURES and version["max_rows"] == MAX_ROWS
+    assert (version["runtime"], version["served_model_tag"]) == (bento.runtime, bento.served_model_tag)
     assert json.loads(_get(f"{server}/healthz")[2])["status"] == "ok"
 
 
@@ -294,8 +350,17 @@ def test_bento_has_a_dockerfile_with_the_pinned_requirements(bento: BentoResult,
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
     assert f"python:{python}" in text and "env/python/requirements.txt" in text
     requirements = (Path(bento.path) / "env" / "python" / "requirements.txt").read_text().splitlines()
-    for name in ("scikit-learn", "pandas", "numpy", "joblib", "pydantic", "bentoml"):
+    if bento.runtime == "onnx":
+        needed, absent = ("onnxruntime", "numpy", "pydantic", "bentoml"), ("scikit-learn", "pandas", "joblib")
+    else:
+        needed, absent = (
+            ("scikit-learn", "pandas", "numpy", "joblib", "pydantic", "bentoml"),
+            ("onnxruntime",),
+        )
+    for name in needed:
         assert f"{name}=={metadata.version(name)}" in requirements, name
+    for name in absent:
+        assert not any(line.startswith(f"{name}==") for line in requirements), name
     assert bento.python_version == python
     assert "OMP_NUM_THREADS=1" in text
 
@@ -306,7 +371,9 @@ def test_bento_is_self_contained_and_metadata_friendly(bento: BentoResult, train
     assert (bento.model_tag, bento.model_version, bento.sha256) == (s.tag, s.version, s.sha256)
     assert bento.size_bytes > 0
     bento_yaml = (Path(bento.path) / "bento.yaml").read_text()
-    assert f"tag: {s.tag}" in bento_yaml  # the model is a declared part of the bento
+    served = f"{s.pipeline}_edge:{s.version}" if bento.runtime == "onnx" else s.tag
+    assert bento.served_model_tag == served
+    assert f"tag: {served}" in bento_yaml  # the served model is a declared part of the bento
     sources = "\n".join(p.read_text() for p in (Path(bento.path) / "src").glob("*.py"))
     assert not re.search(r"^\s*(from|import) (mlops_dagster|dagster)\b", sources, re.M)
     row = bento.api_schema["$defs"]["Row"]
@@ -315,9 +382,14 @@ def test_bento_is_self_contained_and_metadata_friendly(bento: BentoResult, train
     json.dumps(bento.to_dict())
 
 
-def test_building_again_reuses_the_bento(bento: BentoResult, trained: Trained, tmp_path: Path) -> None:
+def test_building_again_reuses_the_bento(
+    bento: BentoResult, trained: Trained, bundle: Path, tmp_path: Path
+) -> None:
     s = trained.stored
-    again = build_bento(s.pipeline, s.version, s.sha256, build_dir=tmp_path, containerize=False)
+    onnx = bundle if bento.runtime == "onnx" else None
+    again = build_bento(
+        s.pipeline, s.version, s.sha256, onnx_bundle=onnx, build_dir=tmp_path, containerize=False
+    )
     assert again.tag == bento.tag and again.containerize_note.startswith("containerize=False")
 
 
@@ -336,6 +408,38 @@ def test_service_refuses_a_model_not_hashing_to_the_build(trained: Trained) -> N
     assert model.get_params()["model__n_jobs"] == 1  # served single-threaded
     with pytest.raises(RuntimeError, match="refusing to load it"):
         load_checked_model({**config, "sha256": "0" * 64})
+
+
+def test_service_refuses_a_bundle_not_matching_the_build(
+    trained: Trained, bundle: Path, tmp_path: Path
+) -> None:
+    s = trained.stored
+    onnx_sha256 = json.loads((bundle / "manifest.json").read_text())["files"]["model.onnx"]
+    build_bento(s.pipeline, s.version, s.sha256, onnx_bundle=bundle, build_dir=tmp_path, containerize=False)
+    config = {
+        "onnx_model_tag": f"{s.pipeline}_edge:{s.version}",
+        "sha256": s.sha256,
+        "onnx_sha256": onnx_sha256,
+        "features": FEATURES,
+    }
+    assert load_checked_bundle(config).predict(dict.fromkeys(FEATURES)) in ([0], [1])
+    with pytest.raises(RuntimeError, match="packages model sha256 .*refusing to serve it"):
+        load_checked_bundle({**config, "sha256": "0" * 64})
+    with pytest.raises(RuntimeError, match="model.onnx has sha256 .*built for 1111"):
+        load_checked_bundle({**config, "onnx_sha256": "1" * 64})
+
+
+def test_a_bundle_of_another_model_is_refused_before_building(trained: Trained, tmp_path: Path) -> None:
+    s = trained.stored
+    other = _write_bundle(trained, tmp_path / "other", sha256="f" * 64)
+    with pytest.raises(
+        IntegrityError, match=f"packages model sha256 {'f' * 64}, not {s.pipeline}:{s.version}"
+    ):
+        build_bento(
+            s.pipeline, s.version, s.sha256, onnx_bundle=other, build_dir=tmp_path / "b", containerize=False
+        )
+    with pytest.raises(PackagingError, match="at least 1 worker"):
+        build_bento(s.pipeline, s.version, s.sha256, workers=0, build_dir=tmp_path / "c", containerize=False)
 
 
 @pytest.mark.parametrize(

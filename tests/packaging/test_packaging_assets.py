@@ -7,7 +7,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from mlops_dagster import build_definitions
 from mlops_dagster.registry import records
+from mlops_dagster.spec.loader import load_specs
+
+ROOT = Path(__file__).resolve().parents[2]
 
 K = dg.AssetKey
 
@@ -35,6 +39,10 @@ def test_retrain_packages_the_champion_for_cloud_and_edge(packaged):  # type: ig
     assert Path(bento["mlops/dockerfile"]).exists()
     assert bento["mlops/containerized"] is False and "Docker" in bento["mlops/containerize_note"]
     assert "rows" in bento["mlops/api_schema"]["properties"]
+    # The champion converts and passes parity, so the bento serves it with onnxruntime.
+    assert bento["mlops/runtime"] == "onnx", bento["mlops/runtime_note"]
+    assert bento["mlops/served_model"] == f"churn_edge:{champion.version}"
+    assert bento["mlops/label_agreement"] >= 0.999 and bento["mlops/workers"] == 1
     edge = _meta(instance, K(["churn", "edge_bundle"]))
     bundle = Path(edge["mlops/bundle"])
     assert {p.name for p in bundle.iterdir()} >= {"model.onnx", "manifest.json", "predictor.py"}
@@ -88,3 +96,73 @@ def test_failing_parity_keeps_the_previous_bundle(packaged, monkeypatch):  # typ
     after = _meta(instance, K(["churn", "edge_bundle"]))
     assert after == before  # no new materialization
     assert {p.name: p.read_bytes() for p in Path(before["mlops/bundle"]).iterdir()} == files
+
+
+def _failing_parity(monkeypatch):  # type: ignore[no-untyped-def]
+    from mlops_dagster.packaging import parity
+
+    real = parity.check_parity
+
+    def failing(*args, **kwargs):  # type: ignore[no-untyped-def]
+        result = real(*args, **kwargs)
+        return parity.ParityResult(False, result.n_rows, 0.5, 0.4, None, {"forced": "mismatch"})
+
+    monkeypatch.setattr(parity, "check_parity", failing)
+
+
+def _with_runtime(runtime: str) -> dg.Definitions:
+    specs = []
+    for spec in load_specs(ROOT / "pipelines"):
+        if spec.name == "churn":
+            spec = spec.model_copy(
+                update={"serving": spec.serving.model_copy(update={"cloud_runtime": runtime})}
+            )
+        specs.append(spec)
+    return build_definitions(*specs)
+
+
+def _materialize_bento(defs: dg.Definitions, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        list(defs.assets),
+        selection=[K(["churn", "bento"])],
+        instance=instance,
+        resources=defs.resources,
+        raise_on_error=False,
+    )
+
+
+def test_bento_falls_back_to_sklearn_when_parity_fails_unless_onnx_is_required(packaged, monkeypatch):  # type: ignore[no-untyped-def]
+    defs, instance = packaged
+    _failing_parity(monkeypatch)
+    assert _materialize_bento(defs, instance).success
+    bento = _meta(instance, K(["churn", "bento"]))
+    champion = records.current_champion(instance, "churn")
+    assert bento["mlops/runtime"] == "sklearn" and bento["mlops/served_model"] == f"churn:{champion.version}"
+    assert "ONNX parity with the champion failed" in bento["mlops/runtime_note"]
+    assert bento["mlops/label_agreement"] == 0.5
+
+    result = _materialize_bento(_with_runtime("onnx"), instance)
+    assert not result.success
+    failure = result.failure_data_for_node("churn__bento")
+    assert failure is not None and "serving.cloud_runtime is onnx, but ONNX parity" in str(failure.error)
+    assert _meta(instance, K(["churn", "bento"])) == bento  # nothing new recorded
+
+
+def test_sklearn_runtime_never_converts(packaged, monkeypatch):  # type: ignore[no-untyped-def]
+    from mlops_dagster.packaging import onnx_bundle
+
+    _, instance = packaged
+    defs = _with_runtime("sklearn")
+    node = defs.resolve_asset_graph().get(K(["churn", "bento"]))
+    assert K(["churn", "training_set"]) not in node.parent_keys
+
+    def no_conversion(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("converted to ONNX with cloud_runtime: sklearn")
+
+    monkeypatch.setattr(onnx_bundle, "convert_to_onnx", no_conversion)
+    assert _materialize_bento(defs, instance).success
+    bento = _meta(instance, K(["churn", "bento"]))
+    assert (bento["mlops/runtime"], bento["mlops/runtime_note"]) == (
+        "sklearn",
+        "serving.cloud_runtime is sklearn",
+    )
