@@ -94,6 +94,7 @@ from mlops_dagster.packaging.service_template import (
     predict_rows_onnx,
     request_model,
     response_model,
+    service_info,
     to_frame,
 )
 from mlops_dagster.registry.store import StoredVersion, save_version, serialize, sha256_hex
@@ -634,25 +635,13 @@ def write_empty_service(config: dict[str, Any]) -> Path:
     """The empty-endpoint service module, with `config`'s service settings and middleware kwargs."""
     folder = ROOT / "empty-service"
     folder.mkdir(parents=True, exist_ok=True)
-    runtime = config["runtime"]
-    info = {  # as `make_service` builds it
-        "pipeline": config["pipeline"],
-        "model_version": config["version"],
-        "model_sha256": config["sha256"],
-        "model_tag": config["model_tag"],
-        "task": config["task"],
-        "features": list(config["features"]),
-        "max_rows": int(config["max_rows"]),
-        "runtime": runtime,
-        "served_model_tag": config["onnx_model_tag"] if runtime == "onnx" else config["model_tag"],
-    }
     settings = {
         "service_name": config["service_name"],
         "workers": int(config["workers"]),
         "envs": [{"name": k, "value": v} for k, v in dict(config.get("envs", {})).items()],
         "version": config["version"],
         "sha256": config["sha256"],
-        "info": info,
+        "info": service_info(config),
         "max_body_bytes": max_body_bytes(config),
     }
     (folder / "empty_settings.json").write_text(json.dumps(settings, indent=2) + "\n")

@@ -339,16 +339,10 @@ def _readable(body: bytes) -> Any:
     return payload
 
 
-def make_service(config: dict[str, Any]) -> Any:
-    """The `@bentoml.service` class for one model version, described by the build's config."""
-    import bentoml
-
+def service_info(config: dict[str, Any]) -> dict[str, Any]:
+    """What `GET /version` and `GET /healthz` report about the served model."""
     runtime = config.get("runtime", "sklearn")
-    if runtime not in RUNTIMES:
-        raise ValueError(f"runtime {runtime!r} is not one of {', '.join(RUNTIMES)}")
-    request_cls = request_model(config)
-    response_cls = response_model(config)
-    info = {
+    return {
         "pipeline": config["pipeline"],
         "model_version": config["version"],
         "model_sha256": config["sha256"],
@@ -359,6 +353,18 @@ def make_service(config: dict[str, Any]) -> Any:
         "runtime": runtime,
         "served_model_tag": config["onnx_model_tag"] if runtime == "onnx" else config["model_tag"],
     }
+
+
+def make_service(config: dict[str, Any]) -> Any:
+    """The `@bentoml.service` class for one model version, described by the build's config."""
+    import bentoml
+
+    runtime = config.get("runtime", "sklearn")
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime {runtime!r} is not one of {', '.join(RUNTIMES)}")
+    request_cls = request_model(config)
+    response_cls = response_model(config)
+    info = service_info(config)
 
     api = bentoml.api(route=PREDICT_PATH, input_spec=request_cls, output_spec=response_cls, batchable=False)
 
