@@ -4,6 +4,10 @@ Retried: connection errors, timeouts, HTTP 429 and 5xx (honouring a small `Retry
 other 4xx, redirects (never followed, so the `Authorization` header cannot travel to another host) and
 malformed requests. The wait before attempt n+1 is exponential with jitter, capped at
 `BACKOFF_CAP_SECONDS`.
+
+An optional `deadline` bounds the whole delivery in time (a sensor tick has a timeout): no attempt
+starts with less than `MIN_ATTEMPT_SECONDS` left, each attempt's timeout is cut to end by the deadline,
+and no retry is waited for when it could not start in time.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 BACKOFF_CAP_SECONDS = 10.0
 RETRY_AFTER_LIMIT_SECONDS = 10.0  # a larger Retry-After is ignored in favour of the normal backoff
+MIN_ATTEMPT_SECONDS = 0.5  # with a deadline: an attempt with less time than this left is not started
 _ERROR_BODY_CHARS = 200
 _MASK = "***"
 
@@ -42,12 +47,16 @@ class Attempt:
 
 @dataclass(frozen=True)
 class Delivery:
-    """The outcome of all attempts: `reason` is the last failure ("" when delivered)."""
+    """The outcome of all attempts: `reason` is the last failure ("" when delivered).
+
+    `out_of_time` is True when the deadline stopped it (then `attempts` may be 0: nothing was sent).
+    """
 
     ok: bool
     attempts: int
     status: int | None
     reason: str
+    out_of_time: bool = False
 
 
 def post_json(
@@ -60,25 +69,49 @@ def post_json(
     backoff_seconds: float,
     on_retry: Callable[[int, Attempt, float], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Delivery:
-    """POST `body` to `url` until a 2xx, a non-retryable answer, or `max_attempts` attempts.
+    """POST `body` to `url` until a 2xx, a non-retryable answer, `max_attempts` attempts, or the deadline.
 
     `on_retry(attempt_number, attempt, delay)` is called before each wait, e.g. to log it.
+
+    `deadline` is a `clock()` value (by default `time.monotonic()`); None means no time limit. With a
+    deadline, an attempt starts only if at least `MIN_ATTEMPT_SECONDS` are left (or `timeout`, if
+    smaller: a full attempt), its timeout is `min(timeout, time left)`, and a retry whose wait would leave
+    less than that is not waited for. Then the `Delivery` fails with `out_of_time=True` and a reason
+    that says the time budget ran out (and why the last attempt failed).
     """
     opener = urllib.request.build_opener(_NoRedirect())
     attempt = Attempt(None, "not attempted", retryable=False)
+    floor = min(MIN_ATTEMPT_SECONDS, timeout)
     number = 0
     for number in range(1, max(1, max_attempts) + 1):
-        attempt = _post_once(opener, url, body, headers, timeout)
+        attempt_timeout = timeout
+        if deadline is not None:
+            left = deadline - clock()
+            if left <= 0 or left < floor:
+                return _out_of_time(number - 1, attempt, f"{max(0.0, left):.2f}s left for attempt {number}")
+            attempt_timeout = min(timeout, left)
+        attempt = _post_once(opener, url, body, headers, attempt_timeout)
         if attempt.ok:
             return Delivery(ok=True, attempts=number, status=attempt.status, reason="")
         if not attempt.retryable or number >= max_attempts:
             break
         delay = backoff_delay(number, backoff_seconds, attempt.retry_after)
+        if deadline is not None and clock() + delay + floor > deadline:
+            return _out_of_time(number, attempt, f"no time left to retry in {delay:.2f}s")
         if on_retry is not None:
             on_retry(number, attempt, delay)
         sleep(delay)
     return Delivery(ok=False, attempts=number, status=attempt.status, reason=attempt.reason)
+
+
+def _out_of_time(attempts: int, last: Attempt, why: str) -> Delivery:
+    reason = f"time budget ran out ({why})"
+    if attempts:
+        reason += f"; last attempt: {last.reason}"
+    return Delivery(ok=False, attempts=attempts, status=last.status, reason=reason, out_of_time=True)
 
 
 def backoff_delay(
@@ -167,10 +200,10 @@ def _post_once(
         return _http_error(e)
     except urllib.error.URLError as e:
         if isinstance(e.reason, TimeoutError):
-            return Attempt(None, f"timed out after {timeout:g}s", retryable=True)
+            return Attempt(None, f"timed out after {timeout:.3g}s", retryable=True)
         return Attempt(None, f"connection failed: {e.reason}", retryable=True)
     except TimeoutError:  # connected, but the answer did not come in time
-        return Attempt(None, f"timed out after {timeout:g}s", retryable=True)
+        return Attempt(None, f"timed out after {timeout:.3g}s", retryable=True)
     except (OSError, http.client.HTTPException) as e:  # reset, refused, bad status line...
         return Attempt(None, f"connection failed: {type(e).__name__}: {e}", retryable=True)
     except ValueError as e:  # malformed URL or header: retrying cannot help

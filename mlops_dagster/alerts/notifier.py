@@ -9,7 +9,8 @@ Secrets come from the environment, never from a spec or a YAML file in clear::
     )
 
 Sending an alert never fails the run or the sensor tick that sends it: `send` returns False and logs a
-warning (with the URL cut to scheme://host and the token masked). A misconfigured notifier, on the other
+warning (with the URL cut to scheme://host and the token masked). A caller with a time limit (a sensor
+tick) passes `deadline=` so that retries stop in time. A misconfigured notifier, on the other
 hand, fails at resource setup with `NotifierConfigError`, before any work is done.
 """
 
@@ -43,7 +44,8 @@ class Notifier(dg.ConfigurableResource):
 
     Give `url` and `token` with `dg.EnvVar(...)`; they are never written to logs. Delivery is retried on
     connection errors, timeouts, 429 and 5xx, with capped exponential backoff and jitter, and is
-    abandoned (with a warning, never an exception) after `max_attempts`.
+    abandoned (with a warning, never an exception) after `max_attempts`, or earlier when the caller's
+    `deadline` comes.
 
     Example:
         >>> notifier = Notifier(kind="webhook", url=dg.EnvVar("MLOPS_ALERT_WEBHOOK_URL"))
@@ -110,7 +112,13 @@ class Notifier(dg.ConfigurableResource):
             )
         return None
 
-    def send(self, alert: Alert, log: logging.Logger | logging.LoggerAdapter[Any] | None = None) -> bool:
+    def send(
+        self,
+        alert: Alert,
+        log: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+        *,
+        deadline: float | None = None,
+    ) -> bool:
         """Deliver `alert`; True if delivered (or logged), False otherwise. Never raises.
 
         Args:
@@ -118,12 +126,18 @@ class Notifier(dg.ConfigurableResource):
             log: Where to log (e.g. `context.log` in an asset or sensor); the python logger
                 `mlops_dagster.alerts` when None. The `log` kind writes the alert here; the other kinds
                 write retries (debug) and a final failure (warning) here.
+            deadline: A `time.monotonic()` value by which delivery must be over, or None for no limit
+                (then only `max_attempts` bounds it). No attempt starts with less than
+                `delivery.MIN_ATTEMPT_SECONDS` left, attempts are cut short to end by it, and retries
+                stop when the next one could not start in time: False, with a warning that says the
+                time budget ran out (no request at all if it has already passed). The `log` kind
+                ignores it.
         """
         logger: logging.Logger | logging.LoggerAdapter[Any] = (
             log if log is not None else logging.getLogger(LOGGER_NAME)
         )
         try:
-            return self._send(alert, logger)
+            return self._send(alert, logger, deadline)
         except Exception as e:  # a bug here must not fail the run that raised the alert
             try:
                 logger.warning(self._hide(f"mlops alert not sent: unexpected {type(e).__name__}: {e}"))
@@ -131,7 +145,9 @@ class Notifier(dg.ConfigurableResource):
                 pass
             return False
 
-    def _send(self, alert: Alert, logger: logging.Logger | logging.LoggerAdapter[Any]) -> bool:
+    def _send(
+        self, alert: Alert, logger: logging.Logger | logging.LoggerAdapter[Any], deadline: float | None
+    ) -> bool:
         if self.kind == "log":
             logger.log(_LOG_LEVELS[alert.severity], f"mlops alert {alert.to_json()}")
             return True
@@ -158,10 +174,16 @@ class Notifier(dg.ConfigurableResource):
             max_attempts=self.max_attempts,
             backoff_seconds=self.backoff_seconds,
             on_retry=on_retry,
+            deadline=deadline,
         )
         if delivery.ok:
             logger.debug(f"mlops alert delivered to {target} (attempt {delivery.attempts}): {alert.title}")
             return True
+        if delivery.attempts == 0:
+            logger.warning(
+                self._hide(f"mlops alert not sent to {target}: {delivery.reason}. Alert: {_short(alert)}")
+            )
+            return False
         logger.warning(
             self._hide(
                 f"mlops alert not delivered to {target} after {delivery.attempts} attempt(s): "

@@ -245,7 +245,9 @@ def build_bento(
     import bentoml
     from bentoml.exceptions import NotFound
 
+    from mlops_dagster.packaging.edge_store import store_bundle_for_bento
     from mlops_dagster.registry.store import read_card, verify
+    from mlops_dagster.registry.store_lock import tag_lock
 
     model_tag = f"{pipeline}:{version}"
     try:
@@ -256,7 +258,7 @@ def build_bento(
     card = read_card(pipeline, version)
     if card.get("sha256") not in (None, sha256):
         raise IntegrityError(f"model card of {model_tag} records sha256 {card['sha256']}, not {sha256}")
-    onnx = _store_onnx(onnx_bundle, pipeline, version, sha256) if onnx_bundle is not None else None
+    onnx = store_bundle_for_bento(onnx_bundle, pipeline, version, sha256) if onnx_bundle else None
     config = service_config(card, pipeline, version, sha256, onnx=onnx, workers=workers)
     requirements = pinned_requirements(card.get("estimator"), config["runtime"])
     python_version = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -264,9 +266,10 @@ def build_bento(
     include = write_build_dir(folder, config)
     build_digest = _digest(folder, include, requirements, python_version)
     bento_tag = f"{pipeline}:{version}-{build_digest}"
-    bento = _existing_bento(bento_tag) or _build(
-        folder, include, config, requirements, python_version, bento_tag
-    )
+    with tag_lock(bento_tag):  # one build per tag across processes; see registry.store_lock
+        bento = _existing_bento(bento_tag) or _build(
+            folder, include, config, requirements, python_version, bento_tag
+        )
     dockerfile = Path(bento.path) / DOCKERFILE
     for generated in (DOCKERFILE, REQUIREMENTS):
         if not (Path(bento.path) / generated).is_file():
@@ -293,28 +296,6 @@ def build_bento(
 
 def _served_tag(config: dict[str, Any]) -> str:
     return str(config["onnx_model_tag"] if config["runtime"] == "onnx" else config["model_tag"])
-
-
-def _store_onnx(bundle: str | Path, pipeline: str, version: str, sha256: str) -> dict[str, str]:
-    """Store the bundle as `<pipeline>_edge:<version>` and return its tag and `model.onnx` sha256.
-
-    Raises:
-        IntegrityError: the bundle (or the copy already stored) packages another model or fails its hashes.
-    """
-    from mlops_dagster.packaging.edge_store import store_bundle_in_bentoml
-    from mlops_dagster.packaging.onnx_bundle import MODEL_FILE, verify_bundle
-
-    manifest = verify_bundle(bundle)
-    if manifest.get("model_sha256") != sha256:
-        raise IntegrityError(
-            f"edge bundle {bundle} packages model sha256 {manifest.get('model_sha256')}, not "
-            f"{pipeline}:{version} ({sha256})"
-        )
-    tag = store_bundle_in_bentoml(bundle, pipeline, version)
-    import bentoml
-
-    stored_manifest = verify_bundle(bentoml.models.get(tag).path)
-    return {"model_tag": tag, "sha256": stored_manifest["files"][MODEL_FILE]}
 
 
 def _existing_bento(bento_tag: str) -> Any | None:

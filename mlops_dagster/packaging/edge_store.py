@@ -9,6 +9,7 @@ from typing import Any
 
 from mlops_dagster.errors import IntegrityError, PackagingError
 from mlops_dagster.packaging.onnx_bundle import MANIFEST_FILE, MODEL_FILE, sha256_hex, verify_bundle
+from mlops_dagster.registry.store_lock import tag_lock
 
 
 def _get(tag: str) -> Any | None:
@@ -33,7 +34,6 @@ def store_bundle_in_bentoml(bundle_dir: str | Path, pipeline: str, version: str)
         PackagingError: the bundle belongs to another pipeline or version.
     """
     import bentoml
-    from bentoml.exceptions import BentoMLException
 
     source = Path(bundle_dir)
     manifest = verify_bundle(source)
@@ -42,25 +42,22 @@ def store_bundle_in_bentoml(bundle_dir: str | Path, pipeline: str, version: str)
             f"{source} packages {manifest['pipeline']}:{manifest['version']}, not {pipeline}:{version}"
         )
     tag = f"{pipeline}_edge:{version}"
-    if _get(tag) is None:
-        labels = {"pipeline": pipeline, "target": "edge", "mlops_sha256": manifest["model_sha256"]}
-        metadata = {
-            "task": manifest["task"],
-            "features": manifest["features"],
-            "format": manifest["format"],
-            "onnx_sha256": manifest["files"][MODEL_FILE],
-            "manifest_sha256": sha256_hex((source / MANIFEST_FILE).read_bytes()),
-        }
-        try:
+    with tag_lock(tag):  # one writer per tag across processes; see registry.store_lock
+        if _get(tag) is None:
+            labels = {"pipeline": pipeline, "target": "edge", "mlops_sha256": manifest["model_sha256"]}
+            metadata = {
+                "task": manifest["task"],
+                "features": manifest["features"],
+                "format": manifest["format"],
+                "onnx_sha256": manifest["files"][MODEL_FILE],
+                "manifest_sha256": sha256_hex((source / MANIFEST_FILE).read_bytes()),
+            }
             with bentoml.models.create(tag, labels=labels, metadata=metadata) as bento_model:
                 target = Path(bento_model.path)
                 for name in [*manifest["files"], MANIFEST_FILE]:
                     shutil.copyfile(source / name, target / name)
                 verify_bundle(target)  # a copy that does not verify aborts the create: nothing is stored
-        except BentoMLException:
-            if _get(tag) is None:  # not a concurrent writer that got there first
-                raise
-    stored = _get(tag)
+        stored = _get(tag)
     if stored is None:
         raise PackagingError(f"{tag} was not found in the BentoML model store right after saving it")
     stored_manifest = verify_bundle(stored.path)
@@ -70,3 +67,23 @@ def store_bundle_in_bentoml(bundle_dir: str | Path, pipeline: str, version: str)
             f"{source} packages {manifest['model_sha256']}; refusing to mix them"
         )
     return tag
+
+
+def store_bundle_for_bento(bundle: str | Path, pipeline: str, version: str, sha256: str) -> dict[str, str]:
+    """Store a bundle the cloud bento will serve; returns its tag and the stored `model.onnx` sha256.
+
+    Raises:
+        IntegrityError: the bundle (or the copy already stored) packages another model than `sha256`,
+            or fails its hash check.
+    """
+    import bentoml
+
+    manifest = verify_bundle(bundle)
+    if manifest.get("model_sha256") != sha256:
+        raise IntegrityError(
+            f"edge bundle {bundle} packages model sha256 {manifest.get('model_sha256')}, not "
+            f"{pipeline}:{version} ({sha256})"
+        )
+    tag = store_bundle_in_bentoml(bundle, pipeline, version)
+    stored_manifest = verify_bundle(bentoml.models.get(tag).path)
+    return {"model_tag": tag, "sha256": stored_manifest["files"][MODEL_FILE]}

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_dagster.errors import IntegrityError, RegistryError
+from mlops_dagster.registry.store_lock import tag_lock
 
 MODEL_FILE = "model.joblib"
 CARD_JSON = "model_card.json"
@@ -72,40 +73,35 @@ def save_version(
     the block finishes, so a failure leaves no half-written version.
     """
     import bentoml
-    from bentoml.exceptions import BentoMLException
 
     data = serialize(model)
     digest = sha256_hex(data)
     version = digest[:VERSION_DIGITS]
     tag = f"{pipeline}:{version}"
-    existing = _get(tag)
-    if existing is not None:
-        verify(existing, digest)
-        return StoredVersion(pipeline, version, digest, str(existing.path))
-    extra_files = extra_files or {}
-    card = {
-        **card,
-        "version": version,
-        "sha256": digest,
-        "bentoml_tag": tag,
-        "files": {name: sha256_hex(content) for name, content in extra_files.items()},
-    }
-    try:
+    with tag_lock(tag):  # another process saving the same bytes finishes first; see store_lock
+        existing = _get(tag)
+        if existing is not None:
+            verify(existing, digest)
+            return StoredVersion(pipeline, version, digest, str(existing.path))
+        card = {
+            **card,
+            "version": version,
+            "sha256": digest,
+            "bentoml_tag": tag,
+            "files": {name: sha256_hex(content) for name, content in (extra_files or {}).items()},
+        }
         with bentoml.models.create(
             tag, labels={"mlops_sha256": digest, "pipeline": pipeline}, metadata={"model_file": MODEL_FILE}
         ) as bento_model:
             target = Path(bento_model.path)
             (target / MODEL_FILE).write_bytes(data)
-            for name, content in extra_files.items():
+            for name, content in (extra_files or {}).items():
                 (target / name).write_bytes(content)
             (target / CARD_JSON).write_text(json.dumps(card, indent=2, sort_keys=True, default=str))
             (target / CARD_MARKDOWN).write_text(
                 card_markdown.replace("{version}", version).replace("{sha256}", digest)
             )
-    except BentoMLException:
-        if _get(tag) is None:  # not a concurrent run that stored the same bytes first
-            raise
-    stored = _get(tag)
+        stored = _get(tag)
     if stored is None:
         raise RegistryError(f"model {tag} was not found in the BentoML store right after saving it")
     return StoredVersion(pipeline, version, digest, str(stored.path))

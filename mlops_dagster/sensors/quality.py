@@ -5,9 +5,20 @@ first, stopping at the cursor), so a tick costs the same however long the histor
 the partitions that are failing right now: an alert goes out when a partition starts failing (not on
 every tick), and when a failing partition passes again, the retrain its bad batch held back is
 requested with a `run_key`, so it fires once.
+
+Alerts share a time budget per tick, `ALERT_BUDGET_SECONDS` from the tick's start (queries included),
+well under Dagster's 60 s tick timeout. Each send gets the budget's deadline, so the notifier's retries
+stop in time; once less than `MIN_SEND_SECONDS` of it is left, the remaining alerts are not sent but
+kept pending in the cursor, and sent first (oldest first) on the next ticks, also on ticks without new
+evaluations. The cursor always moves past every evaluation it read: a backfill that fails many
+partitions while the receiver is down or slow cannot make a tick time out and start over forever.
+An alert whose send was attempted is done even if it was not delivered (the notifier logs a warning
+with the whole alert); only alerts never attempted for lack of time wait. A pending alert whose
+partition passes before it is sent is dropped (its recovery retrain is requested as usual).
 """
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,12 +32,23 @@ from mlops_dagster.spec.models import PipelineSpec
 
 NOTIFIER_KEY = "mlops_notifier"
 HISTORY_PAGE = 200
+ALERT_BUDGET_SECONDS = 30.0  # per tick, from its start; Dagster gives up on a tick after 60 s
+# An alert is sent only with at least this much of the budget left: more than the notifier's
+# `delivery.MIN_ATTEMPT_SECONDS`, so an alert counted as sent did get at least one HTTP attempt.
+MIN_SEND_SECONDS = 1.0
+_DESCRIPTION_CHARS = 500  # per failed check, in a pending alert kept in the cursor
+_clock = time.monotonic  # the notifier's deadline clock; tests replace it
 
 
 @dataclass
 class QualityCursor:
+    """`last_id`: the newest evaluation read. `failing`: "asset|partition" -> {"run_id", "checks"} for
+    each partition failing now; while its alert waits for a tick with time left, also "pending":
+    {"since": the first failed evaluation's id, "descriptions": one per check}. A cursor without
+    "pending" fields (written before they existed) has nothing pending."""
+
     last_id: int = 0
-    failing: dict[str, dict[str, Any]] = field(default_factory=dict)  # partition -> {run_id, checks}
+    failing: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, raw: str | None) -> "QualityCursor":
@@ -37,6 +59,11 @@ class QualityCursor:
 
     def dump(self) -> str:
         return json.dumps({"last_id": self.last_id, "failing": self.failing}, sort_keys=True)
+
+    def pending(self) -> list[str]:
+        """The failing slots whose alert is not sent yet, oldest first."""
+        waiting = [slot for slot, entry in self.failing.items() if "pending" in entry]
+        return sorted(waiting, key=lambda slot: (int(self.failing[slot]["pending"].get("since", 0)), slot))
 
 
 @dataclass(frozen=True)
@@ -112,6 +139,35 @@ def failure_alert(spec: PipelineSpec, asset: str, partition: str, failed: list[E
     )
 
 
+def _failing_entry(failed: list[Evaluation], previous: dict[str, Any] | None) -> dict[str, Any]:
+    """The cursor's record of a failing partition; a new one (and one still unsent) has its alert pending."""
+    entry: dict[str, Any] = {"run_id": failed[0].run_id, "checks": [e.check for e in failed]}
+    if previous is None or "pending" in previous:  # a new incident, or one not yet alerted
+        since = previous["pending"].get("since", failed[0].id) if previous else failed[0].id
+        descriptions = [_cut(e.description) for e in failed]
+        entry["pending"] = {"since": since, "descriptions": descriptions}
+    return entry
+
+
+def _pending_alert(spec: PipelineSpec, slot: str, entry: dict[str, Any]) -> Alert:
+    """The alert of a failing partition, rebuilt from its cursor entry."""
+    asset, _, partition = slot.partition("|")  # asset keys cannot hold "|"; partition keys can
+    descriptions: list[str | None] = list(entry["pending"].get("descriptions", []))
+    checks: list[str] = list(entry.get("checks", [])) or ["unknown check"]
+    descriptions += [None] * (len(checks) - len(descriptions))
+    failed = [
+        Evaluation(0, entry.get("run_id", ""), check, asset, partition, False, description)
+        for check, description in zip(checks, descriptions, strict=False)
+    ]
+    return failure_alert(spec, asset, partition, failed)
+
+
+def _cut(text: str | None) -> str | None:
+    if text is None or len(text) <= _DESCRIPTION_CHARS:
+        return text
+    return text[: _DESCRIPTION_CHARS - 1] + "…"
+
+
 def build_quality_sensor(
     spec: PipelineSpec, check_keys: Sequence[dg.AssetCheckKey], retrain_job: Any
 ) -> dg.SensorDefinition:
@@ -132,21 +188,19 @@ def build_quality_sensor(
     def _quality_sensor(  # the parameter name is the resource key (NOTIFIER_KEY)
         context: dg.SensorEvaluationContext, mlops_notifier: Notifier
     ) -> dg.SensorResult | dg.SkipReason:
+        deadline = _clock() + ALERT_BUDGET_SECONDS
         notifier = mlops_notifier
         cursor = QualityCursor.parse(context.cursor)
         evaluations = new_evaluations(context.instance, check_keys, cursor.last_id)
-        if not evaluations:
+        if not evaluations and not cursor.pending():
             return dg.SkipReason("no new quality check evaluations")
-        requests, alerts = [], 0
+        requests = []
         for (asset, partition), evals in _latest_runs(evaluations).items():
             failed = [e for e in evals if not e.passed]
             slot = f"{asset}|{partition}"
-            if failed:
-                if slot not in cursor.failing:  # alert once per failing partition
-                    notifier.send(failure_alert(spec, asset, partition, failed), log=context.log)
-                    alerts += 1
-                cursor.failing[slot] = {"run_id": failed[0].run_id, "checks": [e.check for e in failed]}
-            elif slot in cursor.failing:
+            if failed:  # alert once per failing partition: only a new slot gets a pending alert
+                cursor.failing[slot] = _failing_entry(failed, cursor.failing.get(slot))
+            elif slot in cursor.failing:  # passes again: its alert, if still pending, is dropped
                 cursor.failing.pop(slot)
                 requests.append(
                     dg.RunRequest(
@@ -158,9 +212,25 @@ def build_quality_sensor(
                         },
                     )
                 )
-        cursor.last_id = evaluations[-1].id
+        if evaluations:
+            cursor.last_id = evaluations[-1].id
+        sent = undelivered = deferred = 0
+        pending = cursor.pending()
+        for number, slot in enumerate(pending):
+            if _clock() > deadline - MIN_SEND_SECONDS:  # the rest waits for the next tick
+                deferred = len(pending) - number
+                break
+            entry = cursor.failing[slot]
+            alert = _pending_alert(spec, slot, entry)
+            del entry["pending"]  # attempted: done, delivered or not (the notifier logs a failure)
+            sent += 1
+            if not notifier.send(alert, log=context.log, deadline=deadline):
+                undelivered += 1
+        spent = f" ({ALERT_BUDGET_SECONDS:g}s alert budget spent)" if deferred else ""
         context.log.info(
-            f"{len(evaluations)} evaluation(s); {alerts} alert(s); {len(requests)} retrain(s); "
+            f"{len(evaluations)} evaluation(s); {sent} alert(s) sent"
+            + (f" ({undelivered} not delivered)" if undelivered else "")
+            + f", {deferred} deferred to the next tick{spent}; {len(requests)} retrain(s); "
             f"failing now: {sorted(cursor.failing) or 'none'}"
         )
         return dg.SensorResult(run_requests=requests, cursor=cursor.dump())

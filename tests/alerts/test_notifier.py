@@ -6,6 +6,7 @@ script (status, headers, or hang until shutdown); it is always shut down by its 
 
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -19,6 +20,7 @@ import dagster as dg
 import pytest
 
 from mlops_dagster.alerts import Alert, Notifier, NotifierConfigError
+from mlops_dagster.alerts.delivery import MIN_ATTEMPT_SECONDS, post_json
 
 TOKEN = "tok-5ecret-value-1234"
 ALERT = Alert(
@@ -282,6 +284,111 @@ def test_connection_refused_is_retried_then_given_up(
     assert sum("retry in" in r.getMessage() for r in caplog.records) == 2
     [warning] = _warnings(caplog)
     assert "connection failed" in warning and "after 3 attempt(s)" in warning
+
+
+# ---------------------------------------------------------------------------------------- time budget
+
+
+class FakeTime:
+    """A clock that only moves when slept on: the waits are recorded, never spent."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def _post(url: str, fake: FakeTime, **fields: Any) -> Any:
+    settings: dict[str, Any] = {
+        "headers": {"Content-Type": "application/json"},
+        "timeout": 2.0,
+        "max_attempts": 10,
+        "backoff_seconds": 0.01,
+        "clock": fake.clock,
+        "sleep": fake.sleep,
+        **fields,
+    }
+    return post_json(url, b"{}", **settings)
+
+
+def test_deadline_stops_retries_before_max_attempts(receiver: Receiver) -> None:
+    receiver.default = Reply(503, headers={"Retry-After": "1"})  # every wait is exactly 1 s
+    fake = FakeTime()
+    delivery = _post(receiver.url(), fake, deadline=2.9)
+    # Attempts at t=0, 1, 2; a third wait would leave no time for an attempt (2 + 1 + floor > 2.9).
+    assert len(receiver.requests) == 3 and delivery.attempts == 3
+    assert fake.slept == [1.0, 1.0] and fake.now < 2.9
+    assert not delivery.ok and delivery.out_of_time and delivery.status == 503
+    assert delivery.reason.startswith("time budget ran out") and "HTTP 503" in delivery.reason
+
+
+def test_no_attempt_with_less_than_the_floor_left(receiver: Receiver) -> None:
+    receiver.default = Reply(503)
+    fake = FakeTime(now=10.0)
+    delivery = _post(receiver.url(), fake, deadline=10.0 + MIN_ATTEMPT_SECONDS / 2)
+    assert receiver.requests == [] and delivery.attempts == 0 and delivery.out_of_time
+    # ...unless the whole attempt fits: a timeout below the floor is a full attempt.
+    delivery = _post(receiver.url(), fake, deadline=10.0 + 0.3, timeout=0.2, max_attempts=1)
+    assert len(receiver.requests) == 1 and delivery.attempts == 1 and not delivery.out_of_time
+
+
+def test_without_deadline_the_clock_is_never_read(receiver: Receiver) -> None:
+    receiver.answer(Reply(503), Reply(503))
+
+    def clock() -> float:
+        raise AssertionError("the clock is read without a deadline")
+
+    fake = FakeTime()
+    delivery = _post(receiver.url(), fake, clock=clock, max_attempts=4)
+    assert delivery.ok and delivery.attempts == 3 and len(fake.slept) == 2
+
+
+def test_send_with_a_past_deadline_sends_nothing(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="mlops_dagster.alerts"):
+        assert _fast("webhook", receiver.url()).send(ALERT, deadline=time.monotonic() - 1) is False
+    assert receiver.requests == []
+    [warning] = _warnings(caplog)
+    assert "not sent" in warning and "time budget ran out" in warning and ALERT.title in warning
+
+
+def test_send_gives_up_when_the_next_retry_would_pass_the_deadline(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver.default = Reply(503, headers={"Retry-After": "1"})
+    notifier = _fast("webhook", receiver.url(), max_attempts=10)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="mlops_dagster.alerts"):
+        assert notifier.send(ALERT, deadline=started + 1.2) is False
+    assert time.monotonic() - started < 0.5  # the 1 s wait was not even started
+    assert len(receiver.requests) == 1
+    [warning] = _warnings(caplog)
+    assert "after 1 attempt(s)" in warning and "time budget ran out" in warning and "HTTP 503" in warning
+
+
+def test_deadline_cuts_a_hanging_attempt_short(receiver: Receiver, caplog: pytest.LogCaptureFixture) -> None:
+    receiver.default = Reply(hang=True)
+    notifier = Notifier(kind="webhook", url=receiver.url(), timeout_seconds=5.0, max_attempts=4)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="mlops_dagster.alerts"):
+        assert notifier.send(ALERT, deadline=started + 0.6) is False
+    assert 0.5 < time.monotonic() - started < 1.5  # not the 5 s timeout, nor 4 attempts
+    assert len(receiver.requests) == 1
+    [warning] = _warnings(caplog)
+    assert re.search(r"timed out after 0\.[56]\d*s", warning) and "time budget ran out" in warning
+
+
+def test_log_kind_ignores_the_deadline(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="mlops_dagster.alerts"):
+        assert Notifier().send(ALERT, deadline=time.monotonic() - 1) is True
+    assert len(caplog.records) == 1
 
 
 # ------------------------------------------------------------------------------ configuration, secrets
