@@ -144,7 +144,21 @@ def _outcome(
                 f"(columns: {_describe_columns(df)})"
             )
         else:
-            error = f"{expectation.type}: Great Expectations raised: {error}"
+            not_numbers = _not_numbers(expectation, df)
+            if not_numbers is not None:
+                column, dtype, values = not_numbers
+                raw = {
+                    "unexpected_count": len(values),
+                    "unexpected_percent": 100.0 * len(values) / max(1, int(df[column].notna().sum())),
+                    "partial_unexpected_list": values[:SAMPLE_SIZE].tolist(),
+                }
+                error = (
+                    f"{expectation.type}: column {column!r} is {dtype}, not numeric: {len(values)} value(s) "
+                    f"are not numbers (e.g. {', '.join(repr(v) for v in values[:3].tolist())}), so it cannot "
+                    f"be compared with numeric bounds (Great Expectations raised: {error})"
+                )
+            else:
+                error = f"{expectation.type}: Great Expectations raised: {error}"
     count, percent = raw.get("unexpected_count"), to_jsonable(raw.get("unexpected_percent"))
     sample = to_jsonable(raw.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]
     return ExpectationOutcome(
@@ -159,6 +173,22 @@ def _outcome(
         result=to_jsonable(raw),
         error=error,
     )
+
+
+def _not_numbers(expectation: ExpectationSpec, df: pd.DataFrame) -> tuple[str, str, Any] | None:
+    """(column, dtype, the values that are not numbers) when an expectation with numeric bounds met a
+    column that is not numeric (a batch whose numbers arrived as text), else None."""
+    column = _column(expectation)
+    if column is None or column not in df.columns:
+        return None
+    bounds = [expectation.kwargs.get(k) for k in ("min_value", "max_value", "value")]
+    if not any(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds):
+        return None
+    series = df[column]
+    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return None
+    values = series[series.notna() & pd.to_numeric(series, errors="coerce").isna()].to_numpy()
+    return (column, str(series.dtype), values) if len(values) else None
 
 
 def _hashable(value: Any) -> bool:
