@@ -31,9 +31,15 @@ from mlops_dagster.component_scaffolder import MLPipelineComponentScaffolder
 from mlops_dagster.errors import SpecError, SpecIssue
 from mlops_dagster.factory.build import build_definitions
 
-# Private loader helpers, imported in this one place: reading `feature_groups:` files the way
-# `load_specs` does, so their errors carry file:line exactly as for spec files.
-from mlops_dagster.spec.loader import LoadedFile, SourceMap, _parse_file, spec_files
+# `feature_groups:` files are read the way `load_specs` reads them, so their errors carry file:line
+# exactly as for spec files.
+from mlops_dagster.spec.loader import (
+    LoadedFile,
+    SourceMap,
+    duplicate_group_issue,
+    parse_spec_file,
+    spec_files,
+)
 from mlops_dagster.spec.models import FeatureGroupSpec, PipelineSpec, StrictModel
 
 if TYPE_CHECKING:
@@ -166,21 +172,13 @@ def _feature_groups(
             issues.append(smap.issue((*prefix, "feature_group_files", i), f"no such file or folder: {path}"))
             continue
         for file in spec_files([path]):
-            _parse_file(file, loaded, issues)
+            parse_spec_file(file, loaded, issues)
     for _, file_map in loaded.pipelines:
         issues.append(file_map.issue((), "holds a pipeline, not `feature_groups:` (feature_group_files)"))
     groups: dict[str, FeatureGroupSpec] = {}
     for group in [*inline, *(g for _, g, _ in loaded.groups)]:
         if group.name in groups:
-            group_map, loc = group._where
-            first_map, first_loc = groups[group.name]._where
-            issues.append(
-                group_map.issue(
-                    (*loc, "name"),
-                    f"duplicate feature group {group.name!r} (first declared in "
-                    f"{first_map.file}:{first_map.line((*first_loc, 'name'))})",
-                )
-            )
+            issues.append(duplicate_group_issue(group, groups[group.name]))
             continue
         groups[group.name] = group
     if issues:

@@ -133,7 +133,12 @@ class LoadedFile:
     groups: list[tuple[int, FeatureGroupSpec, SourceMap]] = field(default_factory=list)
 
 
-def _parse_file(path: Path, out: LoadedFile, issues: list[SpecIssue]) -> None:
+def parse_spec_file(path: Path, out: LoadedFile, issues: list[SpecIssue]) -> None:
+    """Read one YAML file into `out`: a pipeline, or the groups of a `feature_groups:` file.
+
+    Each spec keeps its file and source map, so later cross-file checks can name file:line. Problems
+    are appended to `issues` (nothing raises): a caller reads every file and reports them together.
+    """
     try:
         data, smap = read_yaml(path)
     except SpecError as e:
@@ -161,6 +166,17 @@ def _parse_file(path: Path, out: LoadedFile, issues: list[SpecIssue]) -> None:
     spec._source_file = path.resolve()
     spec._where = (smap, ())
     out.pipelines.append((spec, smap))
+
+
+def duplicate_group_issue(group: FeatureGroupSpec, first: FeatureGroupSpec) -> SpecIssue:
+    """`group` repeats the name of `first`: the issue points at `group`'s name and says where `first` is."""
+    smap, loc = group._where
+    first_map, first_loc = first._where
+    return smap.issue(
+        (*loc, "name"),
+        f"duplicate feature group {group.name!r} (first declared in "
+        f"{first_map.file}:{first_map.line((*first_loc, 'name'))})",
+    )
 
 
 def spec_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -194,16 +210,8 @@ def _cross_validate(loaded: LoadedFile) -> tuple[list[PipelineSpec], list[SpecIs
         pipelines[spec.name] = (spec, smap)
     groups: dict[str, tuple[int, FeatureGroupSpec, SourceMap]] = {}
     for i, group, smap in loaded.groups:
-        loc: Loc = ("feature_groups", i, "name")
         if group.name in groups:
-            first_i, _, first = groups[group.name]
-            issues.append(
-                smap.issue(
-                    loc,
-                    f"duplicate feature group {group.name!r} (first declared in "
-                    f"{first.file}:{first.line(('feature_groups', first_i, 'name'))})",
-                )
-            )
+            issues.append(duplicate_group_issue(group, groups[group.name][1]))
             continue
         groups[group.name] = (i, group, smap)
 
@@ -272,7 +280,7 @@ def load_specs(*paths: str | Path) -> list[PipelineSpec]:
     loaded = LoadedFile()
     issues: list[SpecIssue] = []
     for path in spec_files(paths):
-        _parse_file(path, loaded, issues)
+        parse_spec_file(path, loaded, issues)
     specs, cross = _cross_validate(loaded)
     issues.extend(cross)
     if issues:
