@@ -40,6 +40,8 @@ def clip(text: str, width: int = 80) -> str:
 
 def record_json(r: VersionRecord, tags: dict[str, str] | None = None) -> dict[str, Any]:
     """A registry record as a JSON-ready dict; with `tags` (its run's), also the trigger."""
+    from mlops_dagster.factory.keys import Tags
+
     out: dict[str, Any] = {
         "version": r.version,
         "sha256": r.sha256 or None,
@@ -50,5 +52,5 @@ def record_json(r: VersionRecord, tags: dict[str, str] | None = None) -> dict[st
     if r.decision:
         out.update(decision=r.decision, previous=r.previous or None, reasons=r.reasons)
     if tags is not None:
-        out["trigger"] = tags.get("mlops/trigger")
+        out["trigger"] = tags.get(Tags.TRIGGER)
     return out

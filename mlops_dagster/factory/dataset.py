@@ -6,7 +6,7 @@ from typing import Any
 import dagster as dg
 
 from mlops_dagster.errors import DataError
-from mlops_dagster.factory.keys import dataset_key
+from mlops_dagster.factory.keys import Meta, dataset_key
 from mlops_dagster.factory.metadata import frame_metadata, versioned_output
 from mlops_dagster.factory.quality_checks import (
     champion_dataset_schema,
@@ -62,7 +62,7 @@ def build_dataset_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
         check_specs=checks,
         output_required=False,
         required_resource_keys={IO_MANAGER_KEY},
-        metadata={"mlops/pipeline": spec.name, "mlops/source": source.model_dump(exclude_none=True)},
+        metadata={Meta.PIPELINE: spec.name, Meta.SOURCE: source.model_dump(exclude_none=True)},
     )
     def _dataset(context: dg.AssetExecutionContext) -> Iterator[Any]:
         from mlops_dagster.quality.runner import run_expectations

@@ -85,14 +85,14 @@ def build_drift_report_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
         )
         return dg.MaterializeResult(
             metadata={
-                "mlops/report": dg.MetadataValue.path(str(summary.html_path)),
-                "mlops/columns": _table(summary),
+                Meta.DRIFT_REPORT: dg.MetadataValue.path(str(summary.html_path)),
+                Meta.DRIFT_TABLE: _table(summary),
                 Meta.DRIFT_SHARE: float(summary.share_drifted),
                 Meta.DRIFTED_COLUMNS: dg.MetadataValue.json(drifted),
-                "mlops/dataset_drift": bool(summary.dataset_drift),
-                "mlops/champion_version": champion.version,
-                "mlops/rows_reference": summary.rows_reference,
-                "mlops/rows_current": summary.rows_current,
+                Meta.DATASET_DRIFT: bool(summary.dataset_drift),
+                Meta.CHAMPION: champion.version,
+                Meta.ROWS_REFERENCE: summary.rows_reference,
+                Meta.ROWS_CURRENT: summary.rows_current,
             }
         )
 

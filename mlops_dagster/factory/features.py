@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_dagster.factory.dataset import IO_MANAGER_KEY
-from mlops_dagster.factory.keys import FEATURES_GROUP, dataset_key, feature_key
+from mlops_dagster.factory.keys import FEATURES_GROUP, Meta, dataset_key, feature_key
 from mlops_dagster.factory.metadata import frame_metadata, versioned_output
 from mlops_dagster.factory.quality_checks import check_specs, expectation_results, failure_report
 from mlops_dagster.factory.versions import code_version
@@ -37,7 +37,7 @@ def build_feature_asset(group: FeatureGroupSpec) -> dg.AssetsDefinition:
             group.model_dump(exclude={"quality", "description", "owners"}), code=(group.transform,)
         ),
         io_manager_key=IO_MANAGER_KEY,
-        metadata={"mlops/consumers": list(group.consumers), "mlops/pii": list(group.pii)},
+        metadata={Meta.CONSUMERS: list(group.consumers), Meta.PII: list(group.pii)},
         check_specs=checks,
         output_required=False,
         required_resource_keys={IO_MANAGER_KEY},

@@ -56,34 +56,97 @@ def quality_sensor_name(pipeline: str) -> str:
 
 
 class Meta:
-    """Metadata keys written by the library (namespaced `mlops/`)."""
+    """Metadata keys written by the library (namespaced `mlops/`), grouped by the asset or check writing them.
 
+    The string values are a public contract (the UI, the CLI, tests and users read them): never change one.
+    """
+
+    # Registry: the candidate (training) and champion (promotion) records, read back by `registry.records`.
     VERSION = "mlops/version"
     SHA256 = "mlops/sha256"
     METRICS = "mlops/metrics"
+    METRICS_TABLE = "mlops/metrics_table"
     DECISION = "mlops/decision"
     REASONS = "mlops/reasons"
     PREVIOUS = "mlops/previous_version"
     MODEL_CARD = "mlops/model_card"
+
+    # Training: what the candidate was trained on and how.
     HOLDOUT_CUTOFF = "mlops/holdout_cutoff"
     TRAINING_DATA_VERSION = "mlops/training_set_data_version"
+    TRAIN_ROWS = "mlops/train_rows"
+    HOLDOUT_ROWS = "mlops/holdout_rows"
     FEATURES = "mlops/features"
     ESTIMATOR = "mlops/estimator"
-    PREVIEW = "mlops/preview"
     TRIGGER = "mlops/trigger"
     DATASET_SCHEMA = "mlops/dataset_schema"
     DRIFT_COLUMNS = "mlops/drift_columns"
+
+    # Datasets and feature groups: definition metadata, and the preview of a materialized frame.
+    PIPELINE = "mlops/pipeline"
+    SOURCE = "mlops/source"
+    CONSUMERS = "mlops/consumers"
+    PII = "mlops/pii"
+    PREVIEW = "mlops/preview"
+
+    # Quality checks: the guard's and the expectations' check results (shown by `quarantine show`).
+    EXPECTATION = "mlops/expectation"
+    PROBLEMS = "mlops/problems"
+    SCHEMA = "mlops/schema"  # the champion's training schema the batch was checked against
+    CHAMPION = "mlops/champion_version"  # also on the drift report
+    PARTITION = "mlops/partition"
+
+    # Drift report: the batch against the champion's training set.
+    DRIFT_REPORT = "mlops/report"  # the HTML report
+    DRIFT_TABLE = "mlops/columns"  # per-column drift table
     DRIFT_SHARE = "mlops/drift_share"
     DRIFTED_COLUMNS = "mlops/drifted_columns"
+    DATASET_DRIFT = "mlops/dataset_drift"
+    ROWS_REFERENCE = "mlops/rows_reference"
+    ROWS_CURRENT = "mlops/rows_current"
+
+    # Packaging, the bento: what it serves and how it was built.
+    BENTO_TAG = "mlops/bento_tag"
+    RUNTIME = "mlops/runtime"
+    RUNTIME_NOTE = "mlops/runtime_note"
+    SERVED_MODEL = "mlops/served_model"
+    WORKERS = "mlops/workers"
+    BENTO_PATH = "mlops/bento_path"
+    DOCKERFILE = "mlops/dockerfile"
+    API_SCHEMA = "mlops/api_schema"
+    CONTAINERIZED = "mlops/containerized"
+    CONTAINERIZE_NOTE = "mlops/containerize_note"
+    SIZE_BYTES = "mlops/size_bytes"  # also on the edge bundle
+
+    # Packaging, the edge bundle.
+    BUNDLE = "mlops/bundle"
+    BENTO_MODEL = "mlops/bento_model"
+
+    # Packaging, ONNX parity with the champion on its holdout (on the bento and the edge bundle).
+    PARITY_ROWS = "mlops/rows"
+    LABEL_AGREEMENT = "mlops/label_agreement"
+    MAX_PROBA_DIFF = "mlops/max_proba_diff"
+    MAX_REL_ERR = "mlops/max_rel_err"
 
 
 class Tags:
-    """Run tags written by the library (prefix `mlops/`)."""
+    """Run tags written by the library (prefix `mlops/`): read by the sensors, the CLI and the UI.
 
-    TRIGGER = "mlops/trigger"
-    DRIFTED_COLUMNS = "mlops/drifted_columns"
-    DRIFT_SHARE = "mlops/drift_share"
+    The string values are a public contract, as for `Meta`: never change one.
+    """
+
+    # Every run the library launches.
+    TRIGGER = "mlops/trigger"  # what launched the run; readers take `manual` when it is absent
+    PIPELINE = "mlops/pipeline"
+
+    # Drift sensor: the retrain it requests.
     PARTITION = "mlops/partition"
     CHAMPION = "mlops/champion_version"
-    PIPELINE = "mlops/pipeline"
+    DRIFT_SHARE = "mlops/drift_share"
+    DRIFTED_COLUMNS = "mlops/drifted_columns"
+
+    # Quality sensor: the run it requests when a failing partition passes again.
+    RECOVERED_PARTITION = "mlops/recovered_partition"
+
+    # CLI: `registry promote | rollback`.
     ACTION = "mlops/action"

@@ -31,7 +31,7 @@ def metrics_metadata(metrics: dict[str, float]) -> dict[str, Any]:
         records=[dg.TableRecord({"metric": k, "value": round(v, 6)}) for k, v in metrics.items()],
         schema=dg.TableSchema(columns=[dg.TableColumn("metric", "string"), dg.TableColumn("value", "float")]),
     )
-    return {Meta.METRICS: dg.MetadataValue.json(metrics), "mlops/metrics_table": table}
+    return {Meta.METRICS: dg.MetadataValue.json(metrics), Meta.METRICS_TABLE: table}
 
 
 def _has_tabulate() -> bool:

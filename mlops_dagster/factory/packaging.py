@@ -21,7 +21,7 @@ import pandas as pd
 
 from mlops_dagster.errors import PackagingError, RegistryError
 from mlops_dagster.factory.dataset import IO_MANAGER_KEY
-from mlops_dagster.factory.keys import bento_key, champion_key, edge_bundle_key, training_set_key
+from mlops_dagster.factory.keys import Meta, bento_key, champion_key, edge_bundle_key, training_set_key
 from mlops_dagster.factory.versions import code_version
 from mlops_dagster.spec.models import PipelineSpec
 
@@ -50,10 +50,10 @@ class _OnnxCandidate:
     def parity_metadata(self) -> dict[str, Any]:
         p = self.parity
         return {
-            "mlops/rows": p.n_rows,
-            "mlops/label_agreement": p.label_agreement,
-            "mlops/max_proba_diff": p.max_proba_diff,
-            "mlops/max_rel_err": p.max_rel_err,
+            Meta.PARITY_ROWS: p.n_rows,
+            Meta.LABEL_AGREEMENT: p.label_agreement,
+            Meta.MAX_PROBA_DIFF: p.max_proba_diff,
+            Meta.MAX_REL_ERR: p.max_rel_err,
         }
 
 
@@ -84,7 +84,17 @@ def _onnx_candidate(
     }
     bundle = write_bundle(staging / "bundle", onnx_bytes, **bundle_args)
     holdout = _holdout(training_set, card, spec.dataset.timestamp)
-    parity = check_parity(model, bundle, holdout, features, task)
+    tolerances = spec.serving.parity
+    parity = check_parity(
+        model,
+        bundle,
+        holdout,
+        features,
+        task,
+        label_tolerance=tolerances.label_agreement,
+        proba_atol=tolerances.proba_atol,
+        rtol=tolerances.rtol,
+    )
     return _OnnxCandidate(onnx_bytes, bundle, bundle_args, parity)
 
 
@@ -161,18 +171,18 @@ def build_bento_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
             context.log.warning(f"{result.tag}: containerize skipped: {result.containerize_note}")
         return dg.MaterializeResult(
             metadata={
-                "mlops/bento_tag": result.tag,
-                "mlops/version": champion.version,
-                "mlops/runtime": result.runtime,
-                "mlops/runtime_note": why,
-                "mlops/served_model": result.served_model_tag,
-                "mlops/workers": result.workers,
-                "mlops/bento_path": dg.MetadataValue.path(str(result.path)),
-                "mlops/dockerfile": dg.MetadataValue.path(str(result.dockerfile_path)),
-                "mlops/size_bytes": int(result.size_bytes),
-                "mlops/api_schema": dg.MetadataValue.json(result.api_schema),
-                "mlops/containerized": bool(result.containerized),
-                "mlops/containerize_note": result.containerize_note,
+                Meta.BENTO_TAG: result.tag,
+                Meta.VERSION: champion.version,
+                Meta.RUNTIME: result.runtime,
+                Meta.RUNTIME_NOTE: why,
+                Meta.SERVED_MODEL: result.served_model_tag,
+                Meta.WORKERS: result.workers,
+                Meta.BENTO_PATH: dg.MetadataValue.path(str(result.path)),
+                Meta.DOCKERFILE: dg.MetadataValue.path(str(result.dockerfile_path)),
+                Meta.SIZE_BYTES: int(result.size_bytes),
+                Meta.API_SCHEMA: dg.MetadataValue.json(result.api_schema),
+                Meta.CONTAINERIZED: bool(result.containerized),
+                Meta.CONTAINERIZE_NOTE: result.containerize_note,
                 **{k: v for k, v in parity.items() if v is not None},
             },
             data_version=dg.DataVersion(str(result.tag)),
@@ -221,7 +231,7 @@ def build_edge_bundle_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
         with tempfile.TemporaryDirectory(prefix=f"{spec.name}-edge-") as staging:
             candidate = _onnx_candidate(spec, champion, training_set, Path(staging))
             parity = candidate.parity
-            metadata = {**candidate.parity_metadata, "mlops/version": champion.version}
+            metadata = {**candidate.parity_metadata, Meta.VERSION: champion.version}
             if parity.passed:
                 # Written atomically over any bundle of this version; other versions stay as they are.
                 final = write_bundle(final, candidate.onnx_bytes, **candidate.bundle_args)
@@ -229,9 +239,9 @@ def build_edge_bundle_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
                 size = sum(p.stat().st_size for p in final.iterdir() if p.is_file())
                 yield dg.MaterializeResult(
                     metadata={
-                        "mlops/bundle": dg.MetadataValue.path(str(final)),
-                        "mlops/bento_model": tag,
-                        "mlops/size_bytes": size,
+                        Meta.BUNDLE: dg.MetadataValue.path(str(final)),
+                        Meta.BENTO_MODEL: tag,
+                        Meta.SIZE_BYTES: size,
                         **metadata,
                     },
                     data_version=dg.DataVersion(champion.version),

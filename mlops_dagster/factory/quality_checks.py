@@ -55,7 +55,7 @@ def check_specs(
                     blocking=True,
                     partitions_def=partitions_def,
                     description=_describe(expectation),
-                    metadata={"mlops/expectation": expectation.model_dump()},
+                    metadata={Meta.EXPECTATION: expectation.model_dump()},
                 )
             )
     return specs
@@ -71,10 +71,10 @@ def guard_result(
         severity=dg.AssetCheckSeverity.ERROR,
         description=None if guard.passed else "; ".join(guard.problems)[:1000],
         metadata={
-            "mlops/problems": dg.MetadataValue.json(guard.problems),
-            "mlops/schema": dg.MetadataValue.json(guard.schema),
-            "mlops/champion_version": champion_version or "",
-            "mlops/partition": partition or "",
+            Meta.PROBLEMS: dg.MetadataValue.json(guard.problems),
+            Meta.SCHEMA: dg.MetadataValue.json(guard.schema),
+            Meta.CHAMPION: champion_version or "",
+            Meta.PARTITION: partition or "",
         },
     )
 
@@ -85,7 +85,7 @@ def expectation_results(
     results = []
     for o in outcomes:
         metadata: dict[str, Any] = {
-            "mlops/partition": partition or "",
+            Meta.PARTITION: partition or "",
             "observed_value": dg.MetadataValue.json({"value": o.observed_value}),
             "unexpected_count": o.unexpected_count if o.unexpected_count is not None else -1,
             "unexpected_percent": float(o.unexpected_percent) if o.unexpected_percent is not None else -1.0,

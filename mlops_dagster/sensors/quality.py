@@ -208,7 +208,7 @@ def build_quality_sensor(
                         tags={
                             Tags.TRIGGER: "quality_recovered",
                             Tags.PIPELINE: spec.name,
-                            "mlops/recovered_partition": partition,
+                            Tags.RECOVERED_PARTITION: partition,
                         },
                     )
                 )

@@ -168,8 +168,21 @@ class MonitoringSpec(StrictModel):
     quality_sensor: bool = True
 
 
+class ParitySpec(StrictModel):
+    """How closely the ONNX conversion must reproduce the champion on its holdout (`onnx_parity`)."""
+
+    label_agreement: float = Field(
+        0.999, gt=0, le=1, description="Classification: least share of rows with the champion's label"
+    )
+    proba_atol: float = Field(
+        1e-4, ge=0, le=1, description="Classification: largest absolute difference of a class probability"
+    )
+    rtol: float = Field(1e-5, ge=0, le=1, description="Regression: largest relative error of a prediction")
+
+
 class ServingSpec(StrictModel):
     targets: list[Literal["cloud", "edge"]] = Field(default_factory=list)
+    parity: ParitySpec = Field(default_factory=ParitySpec)
     cloud_runtime: Literal["auto", "onnx", "sklearn"] = Field(
         "auto",
         description=(

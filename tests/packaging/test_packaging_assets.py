@@ -110,15 +110,18 @@ def _failing_parity(monkeypatch):  # type: ignore[no-untyped-def]
     monkeypatch.setattr(parity, "check_parity", failing)
 
 
-def _with_runtime(runtime: str) -> dg.Definitions:
+def _with_serving(**update: object) -> dg.Definitions:
+    """The demo's definitions with churn's `serving` fields replaced."""
     specs = []
     for spec in load_specs(ROOT / "pipelines"):
         if spec.name == "churn":
-            spec = spec.model_copy(
-                update={"serving": spec.serving.model_copy(update={"cloud_runtime": runtime})}
-            )
+            spec = spec.model_copy(update={"serving": spec.serving.model_copy(update=update)})
         specs.append(spec)
     return build_definitions(*specs)
+
+
+def _with_runtime(runtime: str) -> dg.Definitions:
+    return _with_serving(cloud_runtime=runtime)
 
 
 def _materialize_bento(defs: dg.Definitions, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
@@ -166,3 +169,33 @@ def test_sklearn_runtime_never_converts(packaged, monkeypatch):  # type: ignore[
         "sklearn",
         "serving.cloud_runtime is sklearn",
     )
+
+
+def test_parity_tolerances_come_from_the_spec(packaged):  # type: ignore[no-untyped-def]
+    """ONNX computes in float32: demanding exact probabilities fails parity, with the spec's numbers."""
+    from mlops_dagster.spec.models import ParitySpec
+
+    _, instance = packaged
+    before = _meta(instance, K(["churn", "edge_bundle"]))
+    strict = _with_serving(parity=ParitySpec(label_agreement=1.0, proba_atol=0.0))
+    result = dg.materialize(
+        list(strict.assets),
+        selection=[K(["churn", "edge_bundle"])],
+        instance=instance,
+        resources=strict.resources,
+        raise_on_error=False,
+    )
+    assert not result.success  # the blocking parity check failed
+    check = instance.get_latest_asset_check_evaluation_record(
+        dg.AssetCheckKey(K(["churn", "edge_bundle"]), "onnx_parity")
+    )
+    evaluation = check.event.dagster_event.event_specific_data
+    assert evaluation.passed is False
+    assert "'proba_atol': 0.0" in evaluation.description
+    assert "'label_tolerance': 1.0" in evaluation.description
+    assert _meta(instance, K(["churn", "edge_bundle"])) == before  # the previous bundle stays
+
+    # The bento, under the same spec, falls back to sklearn and says why.
+    assert _materialize_bento(strict, instance).success
+    bento = _meta(instance, K(["churn", "bento"]))
+    assert bento["mlops/runtime"] == "sklearn" and "parity" in bento["mlops/runtime_note"]

@@ -234,6 +234,20 @@ def test_duplicate_key(tmp_path, old, new, line, field):
         ),
         (
             "    cooldown: 6h\n",
+            "    cooldown: 6h\nserving:\n  targets: [edge]\n  parity:\n    label_agreement: 1.5\n",
+            30,
+            "serving.parity.label_agreement",
+            "less than or equal to 1",
+        ),
+        (
+            "    cooldown: 6h\n",
+            "    cooldown: 6h\nserving:\n  targets: [edge]\n  parity: {rtol: 1e-3, atol: 0.1}\n",
+            29,
+            "serving.parity.atol",
+            "unknown key",
+        ),
+        (
+            "    cooldown: 6h\n",
             "    cooldown: 6h\nserving:\n  targets: [cloud]\n  workers: 0\n",
             29,
             "serving.workers",

@@ -27,9 +27,6 @@ if TYPE_CHECKING:
 
     from mlops_dagster.io.quarantine import Quarantine
 
-# Check metadata `show` does not print (the full report, with these, is in `--json`).
-HIDDEN_CHECK_KEYS = frozenset({"gx_result", "mlops/partition", "mlops/schema"})
-
 
 def _file_size(path: UPath) -> int | None:
     try:
@@ -40,8 +37,10 @@ def _file_size(path: UPath) -> int | None:
 
 def _check_lines(metadata: dict[str, Any]) -> list[str]:
     """The readable part of one check's metadata in a report: problems, observed value, unexpected rows."""
+    from mlops_dagster.factory.keys import Meta
+
     lines = []
-    for problem in metadata.get("mlops/problems") or []:
+    for problem in metadata.get(Meta.PROBLEMS) or []:
         lines.append(f"problem: {problem}")
     observed = metadata.get("observed_value")
     if isinstance(observed, dict) and set(observed) == {"value"}:
@@ -56,12 +55,21 @@ def _check_lines(metadata: dict[str, Any]) -> list[str]:
     sample = metadata.get("unexpected_sample")
     if sample:
         lines.append(f"sample: {clip(json.dumps(sample, default=str), 100)}")
-    champion = metadata.get("mlops/champion_version")
+    champion = metadata.get(Meta.CHAMPION)
     if champion:
         lines.append(f"schema of champion: {champion}")
-    known = {"mlops/problems", "observed_value", "unexpected_count", "unexpected_percent"}
+    known = {  # printed above
+        Meta.PROBLEMS,
+        Meta.CHAMPION,
+        "observed_value",
+        "unexpected_count",
+        "unexpected_percent",
+        "unexpected_sample",
+    }
+    # Check metadata `show` does not print (the full report, with these, is in `--json`).
+    hidden = {"gx_result", Meta.PARTITION, Meta.SCHEMA}
     for k, v in metadata.items():
-        if k in HIDDEN_CHECK_KEYS or k in known or k in {"unexpected_sample", "mlops/champion_version"}:
+        if k in hidden or k in known:
             continue
         lines.append(f"{k}: {clip(json.dumps(v, default=str), 100)}")
     return lines

@@ -22,6 +22,7 @@ def _status(version: str, champion: str | None, champions: set[str], rejected: s
 
 def cmd_list(args: argparse.Namespace) -> int:
     """Print the registry of `args.name` as three tables, or as JSON with `--json`."""
+    from mlops_dagster.factory.keys import Tags
     from mlops_dagster.registry import records
 
     with open_instance() as instance:
@@ -70,7 +71,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                     r.when,
                     score,
                     _status(r.version, current, was_champion, rejected),
-                    tags.get(r.run_id, {}).get("mlops/trigger", "manual"),
+                    tags.get(r.run_id, {}).get(Tags.TRIGGER, "manual"),
                     r.run_id[:8],
                 ]
             )
@@ -86,7 +87,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 r.decision or "-",
                 short(r.version),
                 short(r.previous),
-                tags.get(r.run_id, {}).get("mlops/trigger", "manual"),
+                tags.get(r.run_id, {}).get(Tags.TRIGGER, "manual"),
                 r.run_id[:8],
                 clip("; ".join(r.reasons), 70),
             ]
@@ -103,7 +104,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 r.when,
                 short(r.version),
                 short(r.previous),
-                tags.get(r.run_id, {}).get("mlops/trigger", "manual"),
+                tags.get(r.run_id, {}).get(Tags.TRIGGER, "manual"),
                 r.run_id[:8],
                 clip("; ".join(x for x in r.reasons if x.startswith("FAIL")) or "; ".join(r.reasons), 70),
             ]
