@@ -8,8 +8,9 @@
 
 The registry of record is the Dagster instance at `$DAGSTER_HOME`: `list` and `show` read its asset
 history, and `promote` / `rollback` are Dagster runs of the `<p>/champion` asset, so every change is
-in the UI and the event log like any other materialization. Heavy libraries (dagster, pandas,
-sklearn, bentoml) are imported inside the commands that need them, so `--help` stays fast.
+in the UI and the event log like any other materialization. The ML libraries (sklearn, bentoml,
+Great Expectations, Evidently) are imported inside the commands that need them; dagster and pandas
+load with the package, so `--help` takes about a second.
 
 To add a command group, write `mlops_dagster/cli/<group>.py` with a `register(sub)` that adds its
 parser(s) to `sub` and sets `func=` (an `argparse.Namespace -> int` command) on each, then list
