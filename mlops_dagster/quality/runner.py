@@ -187,8 +187,15 @@ def _not_numbers(expectation: ExpectationSpec, df: pd.DataFrame) -> tuple[str, s
     series = df[column]
     if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
         return None
-    values = series[series.notna() & pd.to_numeric(series, errors="coerce").isna()].to_numpy()
+    present = series[series.notna()]
+    # By type, not by content: "12" is text here (GX compares it with a number and fails) even though
+    # it would parse as one.
+    values = present[~present.map(_is_number).astype(bool)].to_numpy()
     return (column, str(series.dtype), values) if len(values) else None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating | Decimal) and not isinstance(value, bool)
 
 
 def _hashable(value: Any) -> bool:
