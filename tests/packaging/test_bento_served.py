@@ -494,3 +494,24 @@ class _OnlyX:
     def predict(self, frame: pd.DataFrame) -> Any:
         assert frame["x"].dtype == "float64" and frame["kind"].tolist() == [None]
         return self.model.predict(frame[["x"]])
+
+
+def test_concurrent_requests_each_get_their_own_answer(
+    server: str, trained: Trained, bento: BentoResult, bundle: Path
+) -> None:
+    """16 clients at once, each with its own row: no answer is another request's (buffers are reused)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    frame = _rows(trained, 48)
+    rows = _json_rows(frame)
+    _, probabilities = _expected(trained, frame, bento, bundle)
+
+    def ask(i: int) -> tuple[int, list[float]]:
+        status, _, out = _post(f"{server}/predict", json.dumps({"rows": [rows[i]]}).encode())
+        assert status == 200, out
+        return i, out["probabilities"][0]
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(ask, [i % len(rows) for i in range(96)]))
+    for i, got in answers:
+        np.testing.assert_allclose(got, probabilities[i], rtol=0, atol=1e-6, err_msg=f"row {i}")
