@@ -398,11 +398,13 @@ def build_baseline(table: BaselineTable) -> dg.Definitions:
             description=f"BentoML bento serving the `{p.name}` champion.",
             kinds={"bentoml", "docker"},
             owners=p.owners,
+            ins={"training_set": dg.AssetIn(key=[p.name, "training_set"])},  # the ONNX parity holdout
             deps=[[p.name, "champion"]],
             automation_condition=dg.AutomationCondition.eager(),
+            required_resource_keys={io_key},
             code_version=cv[f"{p.name}/bento"],
         )
-        def _bento(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        def _bento(context: dg.AssetExecutionContext, training_set: pd.DataFrame) -> dg.MaterializeResult:
             return dg.MaterializeResult()
 
         edge_bundle = dg.AssetKey([p.name, "edge_bundle"])
