@@ -9,11 +9,10 @@ Two runtimes, chosen at build time (`config["runtime"]`):
   runs it in its thread pool). The fallback when the champion has no ONNX converter or parity failed.
 
 The bento must not need `mlops_dagster` (nor Dagster) at serve time, so this module imports only the
-standard library at the top, and pydantic, pandas, joblib, onnxruntime and bentoml inside the functions
-that use them.
-A generated stub (`mlops_bento_service.py`) reads the build's `bento_config.json` and calls
-`make_service(config)`; `mlops_dagster.packaging.bento` uses `request_model` to report the API schema,
-so the schema in the build's metadata is the one the server validates with.
+standard library at the top, and the rest inside the functions that use them. A generated stub
+(`mlops_bento_service.py`) reads the build's `bento_config.json` and calls `make_service(config)`;
+`mlops_dagster.packaging.bento` uses `request_model` to report the API schema, so the schema in the
+build's metadata is the one the server validates with.
 
 No `from __future__ import annotations` here: BentoML and pydantic read the annotations at run time.
 """
@@ -33,7 +32,6 @@ MODEL_SHA256_HEADER = "X-Model-Sha256"
 HEALTH_PATH = "/healthz"
 VERSION_PATH = "/version"
 PREDICT_PATH = "/predict"
-NUMERIC_KINDS = frozenset("iuf")  # numpy dtype kinds sent as `float | None`
 
 
 def field_type(dtype: str) -> Any:
@@ -53,10 +51,6 @@ def field_type(dtype: str) -> Any:
     if lowered.startswith(("int", "uint", "float")):
         return float | None
     raise ValueError(f"feature dtype {dtype!r} has no JSON request type (use numbers, strings or booleans)")
-
-
-def is_numeric(dtype: str) -> bool:
-    return field_type(dtype) == float | None
 
 
 def row_model(features: list[str], schema: dict[str, str]) -> Any:
@@ -198,7 +192,7 @@ def to_frame(rows: list[Any], features: list[str], schema: dict[str, str]) -> An
     records = [row.model_dump(by_alias=True) for row in rows]
     frame = pd.DataFrame.from_records(records, columns=features)
     for feature in features:
-        if is_numeric(schema[feature]):
+        if field_type(schema[feature]) == float | None:
             frame[feature] = pd.to_numeric(frame[feature], errors="raise").astype("float64")
         elif field_type(schema[feature]) == str | None:
             frame[feature] = frame[feature].astype(object).where(frame[feature].notna(), None)

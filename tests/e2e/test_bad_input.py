@@ -14,6 +14,7 @@ import pytest
 from mlops_dagster import ParquetIOManager, build_definitions
 from mlops_dagster.io.quarantine import Quarantine
 from mlops_dagster.registry import records
+from tests.run_output import failure_text
 
 PROJECT = Path(__file__).parents[1] / "projects" / "planted_future"
 
@@ -67,22 +68,6 @@ def project(
     if transform:
         (root / "groups.yaml").write_text(GROUP.format(transform=transform))
     return root
-
-
-def failure_text(result: dg.ExecuteInProcessResult) -> str:
-    """Step failures (with their causes) and the descriptions of failed checks."""
-    parts = []
-    for event in result.all_events:
-        if event.event_type_value == "ASSET_CHECK_EVALUATION":
-            evaluation = event.event_specific_data
-            if not evaluation.passed:
-                parts.append(f"{evaluation.check_name}: {evaluation.description}")
-        if event.is_step_failure and event.step_failure_data.error:
-            err = event.step_failure_data.error
-            while err is not None:
-                parts.append(err.message)
-                err = err.cause
-    return "\n".join(parts)
 
 
 def run_all(root: Path) -> tuple[dg.ExecuteInProcessResult, dg.DagsterInstance]:

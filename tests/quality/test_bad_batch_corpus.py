@@ -29,6 +29,7 @@ from mlops_dagster.factory.keys import (
 )
 from mlops_dagster.io.quarantine import Quarantine
 from mlops_dagster.registry import records
+from tests.run_output import failure_text
 
 PQ, CSV = "corpus_pq", "corpus_csv"  # own names: the BentoML store is shared by the test session
 GOOD_DAYS = ["2026-01-01", "2026-01-02", "2026-01-03"]
@@ -80,22 +81,6 @@ def good_frame(day: str, n: int = ROWS) -> pd.DataFrame:
             "churned": (risk > np.median(risk)).astype(int),
         }
     )
-
-
-def failure_text(result: dg.ExecuteInProcessResult) -> str:
-    """Step failures (with their causes) and the descriptions of failed checks."""
-    parts = []
-    for event in result.all_events:
-        if event.event_type_value == "ASSET_CHECK_EVALUATION":
-            evaluation = event.event_specific_data
-            if not evaluation.passed:
-                parts.append(f"{evaluation.check_name}: {evaluation.description}")
-        if event.is_step_failure and event.step_failure_data.error:
-            err = event.step_failure_data.error
-            while err is not None:
-                parts.append(err.message.strip())
-                err = err.cause
-    return "\n".join(parts)
 
 
 @dataclass
