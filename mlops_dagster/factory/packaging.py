@@ -99,11 +99,7 @@ def _onnx_candidate(
 
 
 def _cloud_runtime(
-    context: dg.AssetExecutionContext,
-    spec: PipelineSpec,
-    champion: Any,
-    training_set: pd.DataFrame,
-    staging: Path,
+    spec: PipelineSpec, champion: Any, training_set: pd.DataFrame | None, staging: Path
 ) -> tuple[Path | None, str, dict[str, Any]]:
     """(the bundle to serve or None, why this runtime, parity metadata) per `serving.cloud_runtime`.
 
@@ -111,7 +107,7 @@ def _cloud_runtime(
         PackagingError: `cloud_runtime: onnx` and the champion cannot be converted or fails parity.
     """
     wanted = spec.serving.cloud_runtime
-    if wanted == "sklearn":
+    if wanted == "sklearn" or training_set is None:
         return None, "serving.cloud_runtime is sklearn", {}
     try:
         candidate = _onnx_candidate(spec, champion, training_set, staging)
@@ -152,12 +148,7 @@ def build_bento_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
 
         champion = _champion(context, spec)
         with tempfile.TemporaryDirectory(prefix=f"{spec.name}-bento-") as staging:
-            if convert:
-                bundle, why, parity = _cloud_runtime(
-                    context, spec, champion, inputs["training_set"], Path(staging)
-                )
-            else:
-                bundle, why, parity = None, "serving.cloud_runtime is sklearn", {}
+            bundle, why, parity = _cloud_runtime(spec, champion, inputs.get("training_set"), Path(staging))
             if bundle is None and convert:
                 context.log.warning(f"{spec.name}: the bento serves sklearn: {why}")
             result = build_bento(
