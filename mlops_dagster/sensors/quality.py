@@ -37,6 +37,9 @@ ALERT_BUDGET_SECONDS = 30.0  # per tick, from its start; Dagster gives up on a t
 # `delivery.MIN_ATTEMPT_SECONDS`, so an alert counted as sent did get at least one HTTP attempt.
 MIN_SEND_SECONDS = 1.0
 _DESCRIPTION_CHARS = 500  # per failed check, in a pending alert kept in the cursor
+# Pending alerts beyond this many keep their check names but not the checks' descriptions, so a large
+# backfill failing while the receiver is down cannot grow the cursor without bound.
+MAX_DESCRIBED_PENDING = 100
 _clock = time.monotonic  # the notifier's deadline clock; tests replace it
 
 
@@ -216,6 +219,8 @@ def build_quality_sensor(
             cursor.last_id = evaluations[-1].id
         sent = undelivered = deferred = 0
         pending = cursor.pending()
+        for slot in pending[MAX_DESCRIBED_PENDING:]:
+            cursor.failing[slot]["pending"].pop("descriptions", None)
         for number, slot in enumerate(pending):
             if _clock() > deadline - MIN_SEND_SECONDS:  # the rest waits for the next tick
                 deferred = len(pending) - number

@@ -198,6 +198,30 @@ def test_budget_defers_alerts_to_later_ticks_and_sends_each_once(demo_defs, monk
     assert [alert for alert, _ in unhurried.sent] == [alert for alert, _ in notifier.sent]
 
 
+def test_a_long_backlog_keeps_check_names_but_not_descriptions(demo_defs, monkeypatch):  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    monkeypatch.setattr(quality, "_clock", clock)
+    monkeypatch.setattr(quality, "MAX_DESCRIBED_PENDING", 1)
+    notifier = SlowNotifier(clock, cost=40.0)  # the first send spends the whole budget
+    instance = dg.DagsterInstance.ephemeral()
+    days = ["2026-01-02", "2026-01-03", "2026-01-04"]
+    for day in days:
+        assert not _land(demo_defs, instance, day, "quality_incident")
+
+    first = _tick(demo_defs, instance, notifier, None)
+    assert notifier.partitions == days[:1]
+    failing = json.loads(first.cursor)["failing"]
+    assert _pending(first.cursor) == [_slot(d) for d in days[1:]]
+    for day in days[1:]:  # beyond the cap: no descriptions kept, the check names are
+        assert "descriptions" not in failing[_slot(day)]["pending"] and failing[_slot(day)]["checks"]
+
+    _tick(demo_defs, instance, notifier, first.cursor)
+    alert = notifier.sent[1][0]
+    assert alert.partition == days[1]
+    assert "mlops_schema_guard: failed" in alert.text  # named, without the (dropped) description
+    assert alert.details["failed_checks"] == failing[_slot(days[1])]["checks"]
+
+
 def test_deferred_alert_of_a_recovered_partition_is_dropped(demo_defs, monkeypatch):  # type: ignore[no-untyped-def]
     clock = FakeClock()
     monkeypatch.setattr(quality, "_clock", clock)
