@@ -74,11 +74,67 @@ def run_job(
     name: str,
     tags: dict[str, str],
     partition: str | None = None,
-) -> bool:
+) -> Any:
     job = defs.resolve_job_def(name)
     return job.execute_in_process(
         instance=instance, tags=tags, partition_key=partition, run_config=QUIET, raise_on_error=False
-    ).success
+    )
+
+
+def _failures(result: Any) -> list[str]:
+    """`step: error` for each failed step of a run."""
+    out = []
+    for event in result.all_events:
+        if event.is_step_failure:
+            data = event.step_failure_data
+            error = data.error
+            while error is not None and error.cause is not None:  # the user's error, not Dagster's wrapper
+                error = error.cause
+            cause = data.user_failure_data.description if data.user_failure_data else None
+            message = cause or (error.message.strip().splitlines()[0] if error else "failed")
+            out.append(f"{event.step_key}: {message[:200]}")
+    return out
+
+
+def retrain_outcome(
+    instance: dg.DagsterInstance, pipeline: str, result: Any, before: str | None
+) -> list[str]:
+    """What a retrain run did, in words that cannot contradict each other: the decision, then the steps
+    that failed (a new champion whose packaging failed is still the champion; its sensor retries it)."""
+    from mlops_dagster.registry.records import current_champion, decision_history
+
+    after = current_champion(instance, pipeline)
+    failed = _failures(result)
+    if after is not None and after.version != before:
+        lines = [f"{champion_line(instance, pipeline)}: new champion"]
+        lines += [
+            f"packaging step FAILED ({f}); {pipeline}__packaging_sensor requests it again" for f in failed
+        ]
+        return lines
+    if failed:
+        return [f"retrain run FAILED before a decision ({'; '.join(failed)}); champion unchanged"]
+    kept = decision_history(instance, pipeline, limit=1)
+    why = "; ".join(r for r in (kept[0].reasons if kept else []) if r.startswith("FAIL")) or "see the UI"
+    return [f"champion kept, the candidate did not pass the gates: {why}"]
+
+
+def follow_champion(defs: dg.Definitions, instance: dg.DagsterInstance, pipeline: str, say: Say) -> None:
+    """What the daemon does with `<p>__packaging_sensor`: package the champion when the packages lag."""
+    outcome = tick(defs, instance, f"{pipeline}__packaging_sensor")
+    if not isinstance(outcome, dg.RunRequest):
+        return
+    result = dg.materialize(
+        list(defs.assets or []),
+        selection=list(outcome.asset_selection or []),
+        instance=instance,
+        resources=defs.resources,
+        tags=dict(outcome.tags),
+        run_config=SILENT,
+        raise_on_error=False,
+    )
+    version = outcome.tags.get("mlops/champion_version", "")[:12]
+    state = "packaged" if result.success else f"packaging FAILED ({'; '.join(_failures(result))})"
+    say(f"  {pipeline}__packaging_sensor: champion {version} {state}")
 
 
 def tick(defs: dg.Definitions, instance: dg.DagsterInstance, sensor_name: str) -> Any:
@@ -139,22 +195,21 @@ def new_day(defs: dg.Definitions, instance: dg.DagsterInstance, scenario: str, s
             continue
         before = current_champion(instance, pipeline)
         for request in requests:
-            ok = run_job(defs, instance, request.job_name, dict(request.tags), request.partition_key)
-            what = "retrain" if request.job_name.endswith("__retrain") else "drift report"
-            say(
+            result = run_job(defs, instance, request.job_name, dict(request.tags), request.partition_key)
+            fired = (
                 f"  {pipeline}__drift_sensor fired ({request.tags['mlops/drifted_columns']}, share "
-                f"{float(request.tags['mlops/drift_share']):.0%}): {what} run "
-                + ("succeeded" if ok else "FAILED")
+                f"{float(request.tags['mlops/drift_share']):.0%})"
             )
-            if what == "retrain":
-                after = current_champion(instance, pipeline)
-                if after and (before is None or after.version != before.version):
-                    say(
-                        f"  {champion_line(instance, pipeline)}; drift batch landed -> new champion in "
-                        f"{time.perf_counter() - landed_at:.1f} s"
-                    )
-                else:
-                    say(f"  {pipeline}: champion kept (the candidate did not pass the gates)")
+            if not request.job_name.endswith("__retrain"):
+                say(f"{fired}: drift report run {'succeeded' if result.success else 'FAILED'}")
+                continue
+            say(f"{fired}: retrain run")
+            for line in retrain_outcome(instance, pipeline, result, before.version if before else None):
+                say(f"  {line}")
+            follow_champion(defs, instance, pipeline, say)
+        after = current_champion(instance, pipeline)
+        if after is not None and (before is None or after.version != before.version):
+            say(f"  drift batch landed -> {pipeline} new champion in {time.perf_counter() - landed_at:.1f} s")
     for pipeline in feed.PIPELINES:
         outcome = tick(defs, instance, f"{pipeline}__quality_sensor")
         if isinstance(outcome, dg.SensorResult) and "failing" in (outcome.cursor or ""):
@@ -186,8 +241,13 @@ def main() -> int:
     instance = dg.DagsterInstance.get()
     land_history(defs, instance, say)
     for pipeline in feed.PIPELINES:
-        ok = run_job(defs, instance, f"{pipeline}__retrain", {"mlops/trigger": "demo"})
-        say(f"{pipeline}__retrain ({'succeeded' if ok else 'FAILED'}): {champion_line(instance, pipeline)}")
+        from mlops_dagster.registry.records import current_champion
+
+        before = current_champion(instance, pipeline)
+        result = run_job(defs, instance, f"{pipeline}__retrain", {"mlops/trigger": "demo"})
+        for line in retrain_outcome(instance, pipeline, result, before.version if before else None):
+            say(f"{pipeline}__retrain: {line}")
+        follow_champion(defs, instance, pipeline, say)
     for pipeline in feed.PIPELINES:  # the sensors' first look: the history itself does not drift
         tick(defs, instance, f"{pipeline}__drift_sensor")
     for scenario in ("normal", "normal", "drift", "quality_incident"):

@@ -6,9 +6,10 @@ Run from the repo root:
 
 (a) plugin:   `load_specs(folder)` + `build_definitions(*specs)` + `defs.resolve_asset_graph()`
 (b) baseline: the same graph written as plain `@dg.asset` definitions with literal values
-              (keys, ins/deps, groups, partitions, kinds, owners, code versions, io manager, blocking
-              asset checks), the jobs, the sensors as plain `@dg.sensor` functions and the resources,
-              then `dg.Definitions(...)` + `resolve_asset_graph()`.
+              (keys, ins/deps, groups, partitions, kinds, owners, code versions, io manager, required
+              outputs, the champion's pool, the asset checks), the jobs, the sensors (quality, drift,
+              packaging) as plain `@dg.sensor` functions and the resources, then
+              `dg.Definitions(...)` + `resolve_asset_graph()`.
 
 Before timing, both sides must agree on every asset, asset check, job, sensor and resource key.
 Both run in one process, warmed up once, then alternated for `--rounds` rounds; the table reports the
@@ -237,7 +238,37 @@ class ChampionConfig(dg.Config):
 NOT_NULL = {"type": "expect_column_values_to_not_be_null", "column": "entity_id"}
 BETWEEN = {"type": "expect_column_values_to_be_between", "column": "x1", "min_value": 0, "max_value": 100}
 SIZE_NOT_NULL = {"type": "expect_column_values_to_not_be_null", "column": "size"}
-GUARD_DESCRIPTION = "Built-in: columns, dtypes and keys against the champion's training schema."
+GUARD_DESCRIPTION = (
+    "Built-in: the batch can be read; columns, dtypes and keys against the champion's training schema; "
+    "entity not null, no duplicate entity+timestamp, timestamps inside the partition."
+)
+ESTIMATORS = {
+    "classification": "sklearn.linear_model.LogisticRegression",
+    "regression": "sklearn.linear_model.Ridge",
+}
+# The dataset's built-in checks as the plugin declares them with the spec's defaults:
+# (name, blocking, description); the inferred range check is a warning unless the spec makes it blocking.
+BUILTIN_CHECKS = (
+    ("mlops_label", True, "Built-in: label `y` present and never null."),
+    (
+        "mlops_inferred_presence",
+        True,
+        "Inferred from the champion's training profile: no column's share of nulls rises by more than 0.1 "
+        "(quality.inferred.presence).",
+    ),
+    (
+        "mlops_inferred_domain",
+        True,
+        "Inferred from the champion's training profile: at most 0 of a categorical column's values are "
+        "ones the champion never saw (quality.inferred.domain).",
+    ),
+    (
+        "mlops_inferred_range",
+        False,
+        "Inferred from the champion's training profile (a warning): numbers within the training [min, max] "
+        "widened by 0.1 x the range on each side (quality.inferred.range).",
+    ),
+)
 
 
 def build_baseline(table: BaselineTable) -> dg.Definitions:
@@ -265,7 +296,11 @@ def build_baseline(table: BaselineTable) -> dg.Definitions:
         @dg.asset(
             key=key,
             group_name="features",
-            description=f"Benchmark feature group {g.name}\n\nInputs: {', '.join(g.inputs)}.",
+            description=(
+                f"Benchmark feature group {g.name}\n\nInputs: {', '.join(g.inputs)}. Consumers: "
+                + ", ".join(f"`{c}`" for c in g.consumers)
+                + ". PII (hashed): email."
+            ),
             kinds={"pandas", "parquet"},
             owners=["team:data"],
             ins={f"{p}_dataset": dg.AssetIn(key=[p, "dataset"]) for p in g.inputs},
@@ -296,6 +331,12 @@ def build_baseline(table: BaselineTable) -> dg.Definitions:
                 partitions_def=parts,
                 description=GUARD_DESCRIPTION,
             ),
+            *(
+                dg.AssetCheckSpec(
+                    name, asset=dataset, blocking=blocking, partitions_def=parts, description=description
+                )
+                for name, blocking, description in BUILTIN_CHECKS
+            ),
             dg.AssetCheckSpec(
                 "expect_column_values_to_not_be_null__entity_id",
                 asset=dataset,
@@ -309,7 +350,10 @@ def build_baseline(table: BaselineTable) -> dg.Definitions:
                 asset=dataset,
                 blocking=True,
                 partitions_def=parts,
-                description="Great Expectations `expect_column_values_to_be_between(column='x1', ...)`",
+                description=(
+                    "Great Expectations `expect_column_values_to_be_between(column='x1', min_value=0, "
+                    "max_value=100)`"
+                ),
                 metadata={"mlops/expectation": BETWEEN},
             ),
         ]
@@ -317,7 +361,11 @@ def build_baseline(table: BaselineTable) -> dg.Definitions:
         @dg.asset(
             key=dataset,
             group_name=p.name,
-            description=f"Raw dataset of `{p.name}` from its {p.source} source, checked by 3 checks.",
+            description=(
+                f"Raw dataset of `{p.name}` from its {p.source} source, checked by 6 blocking quality "
+                f"check(s) and 1 warning(s); pii columns ['email'] are stored hashed. "
+                f"Benchmark pipeline {p.name}"
+            ),
             kinds={"pandas", "parquet", "duckdb"} if p.source == "sql" else {"pandas", "parquet"},
             owners=p.owners,
             code_version=cv[f"{p.name}/dataset"],
@@ -326,7 +374,7 @@ def build_baseline(table: BaselineTable) -> dg.Definitions:
             check_specs=checks,
             output_required=False,
             required_resource_keys={io_key},
-            metadata={"mlops/pipeline": p.name, "mlops/source": {p.source: "..."}},
+            metadata={"mlops/pipeline": p.name, "mlops/source": {p.source: "..."}, "mlops/pii": ["email"]},
         )
         def _dataset(context: dg.AssetExecutionContext) -> Iterator[Any]:
             yield dg.Output(pd.DataFrame())
@@ -352,7 +400,10 @@ def build_baseline(table: BaselineTable) -> dg.Definitions:
         @dg.asset(
             key=[p.name, "candidate"],
             group_name=p.name,
-            description=f"A newly trained model for `{p.name}`.",
+            description=(
+                f"A newly trained `{ESTIMATORS[p.task]}` for `{p.name}`: every materialization is an "
+                "immutable, sha256-addressed version in the BentoML model store, with a model card."
+            ),
             kinds={"scikitlearn", "bentoml"},
             owners=p.owners,
             ins={"training_set": dg.AssetIn(key=[p.name, "training_set"])},
@@ -364,13 +415,17 @@ def build_baseline(table: BaselineTable) -> dg.Definitions:
         @dg.asset(
             key=[p.name, "champion"],
             group_name=p.name,
-            description=f"The `{p.name}` model in service.",
+            description=(
+                f"The `{p.name}` model in service. Moves only when a candidate passes the gates or by an "
+                "explicit rollback; its materialization history is the registry of record."
+            ),
             kinds={"bentoml"},
             owners=p.owners,
             ins={"training_set": dg.AssetIn(key=[p.name, "training_set"])},
             deps=[[p.name, "candidate"]],
             code_version=cv[f"{p.name}/champion"],
             output_required=False,
+            pool=f"mlops_champion_{p.name}",  # one champion decision at a time per pipeline
         )
         def _champion(
             context: dg.AssetExecutionContext, config: ChampionConfig, training_set: pd.DataFrame
@@ -380,7 +435,10 @@ def build_baseline(table: BaselineTable) -> dg.Definitions:
         @dg.asset(
             key=[p.name, "drift_report"],
             group_name=p.name,
-            description=f"Evidently DataDriftPreset report of a `{p.name}` dataset partition.",
+            description=(
+                f"Drift of a `{p.name}` dataset partition against the champion's reference: the drift "
+                "sensor's decision and Evidently's HTML report with the same settings."
+            ),
             kinds={"evidently"},
             owners=p.owners,
             partitions_def=parts,
@@ -395,16 +453,16 @@ def build_baseline(table: BaselineTable) -> dg.Definitions:
         @dg.asset(
             key=[p.name, "bento"],
             group_name=p.name,
-            description=f"BentoML bento serving the `{p.name}` champion.",
+            description=(
+                f"BentoML bento serving the `{p.name}` champion (onnxruntime with the bundle the champion "
+                "decision checked), with its generated Dockerfile and pinned requirements."
+            ),
             kinds={"bentoml", "docker"},
             owners=p.owners,
-            ins={"training_set": dg.AssetIn(key=[p.name, "training_set"])},  # the ONNX parity holdout
             deps=[[p.name, "champion"]],
-            automation_condition=dg.AutomationCondition.eager(),
-            required_resource_keys={io_key},
             code_version=cv[f"{p.name}/bento"],
         )
-        def _bento(context: dg.AssetExecutionContext, training_set: pd.DataFrame) -> dg.MaterializeResult:
+        def _bento(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
             return dg.MaterializeResult()
 
         edge_bundle = dg.AssetKey([p.name, "edge_bundle"])
@@ -412,25 +470,28 @@ def build_baseline(table: BaselineTable) -> dg.Definitions:
         @dg.asset(
             key=edge_bundle,
             group_name=p.name,
-            description=f"Self-contained ONNX bundle of the `{p.name}` champion for edge devices.",
+            description=(
+                f"Self-contained ONNX bundle of the `{p.name}` champion for edge devices: the bundle the "
+                "champion decision converted and checked, kept in the BentoML store."
+            ),
             kinds={"onnx", "bentoml"},
             owners=p.owners,
-            ins={"training_set": dg.AssetIn(key=[p.name, "training_set"])},
             deps=[[p.name, "champion"]],
             check_specs=[
                 dg.AssetCheckSpec(
                     "onnx_parity",
                     asset=edge_bundle,
                     blocking=True,
-                    description="ONNX predictions equal the champion's on its holdout",
+                    description=(
+                        "ONNX predictions equal the champion's on its holdout (checked in the champion "
+                        "decision), and the published files are that bundle's"
+                    ),
                 )
             ],
-            output_required=False,
-            automation_condition=dg.AutomationCondition.eager(),
             required_resource_keys={io_key},
             code_version=cv[f"{p.name}/edge_bundle"],
         )
-        def _edge_bundle(context: dg.AssetExecutionContext, training_set: pd.DataFrame) -> Iterator[Any]:
+        def _edge_bundle(context: dg.AssetExecutionContext) -> Iterator[Any]:
             yield dg.MaterializeResult()
 
         return [_dataset, _training_set, _candidate, _champion, _drift_report, _bento, _edge_bundle]
@@ -446,7 +507,10 @@ def build_baseline(table: BaselineTable) -> dg.Definitions:
                 [p.name, "bento"],
                 [p.name, "edge_bundle"],
             ),
-            description=f"Retrain `{p.name}`: features -> training set -> candidate -> champion -> packages.",
+            description=(
+                f"Retrain `{p.name}`: fresh features -> training set -> candidate -> gated champion -> "
+                "packaging."
+            ),
             tags={"mlops/pipeline": p.name},
         )
         report = dg.define_asset_job(
@@ -466,7 +530,10 @@ def build_baseline(table: BaselineTable) -> dg.Definitions:
             job=retrain,
             minimum_interval_seconds=30,
             default_status=dg.DefaultSensorStatus.RUNNING,
-            description=f"Alerts on failing `{p.name}` partitions; retrains once they pass again.",
+            description=(
+                f"Alerts once per `{p.name}` partition whose blocking quality checks fail, and requests a "
+                "retrain once a failed partition passes again."
+            ),
         )
         def _quality_sensor(context: dg.SensorEvaluationContext, mlops_notifier: Notifier) -> dg.SkipReason:
             return dg.SkipReason(f"{len(check_keys)} check keys, no new evaluations")
@@ -476,14 +543,30 @@ def build_baseline(table: BaselineTable) -> dg.Definitions:
             jobs=[retrain, report],
             minimum_interval_seconds=60,
             default_status=dg.DefaultSensorStatus.RUNNING,
-            description=f"Drift of each new `{p.name}` partition; retrains above 30% (cooldown 6:00:00).",
+            description=(
+                f"Drift of each new `{p.name}` partition against the champion's reference profile; retrains "
+                "when more than 30% of the columns drift (cooldown 6:00:00)."
+            ),
         )
         def _drift_sensor(
             context: dg.SensorEvaluationContext, mlops_io_manager: dg.ResourceParam[ParquetIOManager]
         ) -> dg.SkipReason:
             return dg.SkipReason("no new partitions")
 
-        return [retrain, report], [_quality_sensor, _drift_sensor]
+        @dg.sensor(
+            name=f"{p.name}__packaging_sensor",
+            asset_selection=dg.AssetSelection.assets([p.name, "bento"], [p.name, "edge_bundle"]),
+            minimum_interval_seconds=15,
+            default_status=dg.DefaultSensorStatus.RUNNING,
+            description=(
+                f"Requests {p.name}/bento, {p.name}/edge_bundle whenever the champion version they "
+                f"package differs from `{p.name}`'s champion (promote, rollback, a crashed or failed run)."
+            ),
+        )
+        def _packaging_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+            return dg.SkipReason("packaging is at the champion")
+
+        return [retrain, report], [_quality_sensor, _drift_sensor, _packaging_sensor]
 
     checked = {g.name for g in table.groups if g.checked}
     assets: list[dg.AssetsDefinition] = [feature_asset(g) for g in table.groups]
@@ -512,8 +595,8 @@ def build_baseline(table: BaselineTable) -> dg.Definitions:
 
 def graph_signature(graph: Any) -> dict[str, Any]:
     """What both sides must agree on, per asset key: deps, group, partitions, backfill policy, automation
-    condition, kinds, owners, code version, IO manager, resources, whether the output is required; per
-    check key: blocking and partitions."""
+    condition, kinds, owners, code version, IO manager, resources, whether each output is required,
+    concurrency pools; per check key: blocking and partitions."""
     out: dict[str, Any] = {}
     for node in graph.asset_nodes:
         key = node.key.to_user_string()
@@ -530,6 +613,7 @@ def graph_signature(graph: Any) -> dict[str, Any]:
             node.io_manager_key,
             sorted(assets_def.required_resource_keys),
             [o.is_required for o in assets_def.node_def.output_defs],
+            sorted(node.pools or ()),
         )
     for check_key in graph.asset_check_keys:
         spec = graph.get_check_spec(check_key)
@@ -538,9 +622,10 @@ def graph_signature(graph: Any) -> dict[str, Any]:
 
 
 def jobs_signature(defs: dg.Definitions) -> dict[str, Any]:
-    """Per job: its selected assets and checks and its partitions; per sensor: its jobs, status, interval
-    and resources; the resource keys and types."""
+    """Per job: its selected assets and checks and its partitions; per sensor: its jobs or the assets it
+    selects, status, interval and resources; the resource keys and types."""
     repo = defs.get_repository_def()
+    graph = defs.resolve_asset_graph()
     out: dict[str, Any] = {
         f"job {job.name}": (
             sorted(k.to_user_string() for k in job.asset_layer.selected_asset_keys),
@@ -553,6 +638,9 @@ def jobs_signature(defs: dg.Definitions) -> dict[str, Any]:
     for sensor in repo.sensor_defs:
         out[f"sensor {sensor.name}"] = (
             sorted(t.job_name for t in sensor.targets),
+            sorted(k.to_user_string() for k in sensor.asset_selection.resolve(graph))
+            if sensor.asset_selection is not None
+            else [],
             sensor.default_status,
             sensor.minimum_interval_seconds,
             sorted(sensor.required_resource_keys),

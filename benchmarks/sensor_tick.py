@@ -15,8 +15,10 @@ the 10 numeric columns shifted and one categorical column re-weighted) and is ma
 
 Timed: for each pipeline, `dg.build_sensor_context(...)` + `sensor(context)`, i.e. what the daemon
 does per tick: read the new dataset materializations, the champion record, the champion's drift
-profile (sha256-checked) and card, the new partition's Parquet file, and `detect_drift`. A second pass
-over the same cursors, with timers wrapped around those calls, gives the breakdown per phase.
+profile (sha256-checked) and card, the new partition's Parquet file, the drift decision
+(`monitoring.decision.decide_drift`: `detect_drift` on the profile plus the dataset rule) and, when it
+fires, the champion pool's limit (`ensure_champion_pool`). A second pass over the same cursors, with
+timers wrapped around those calls, gives the breakdown per phase.
 """
 
 # ruff: noqa: E402  (the environment must be set before bentoml or dagster is imported)
@@ -232,6 +234,7 @@ class PhaseTimers:
 
     def __init__(self) -> None:
         self.times: dict[str, list[float]] = {}
+        self.calls: dict[str, int] = {}  # a timer never called means the tick no longer makes that call
         self.current: dict[str, float] = {}
         self.depth = 0
         self._undo: list[tuple[Any, str, Any]] = []
@@ -241,6 +244,7 @@ class PhaseTimers:
 
         @functools.wraps(original)
         def timed(*args: Any, **kwargs: Any) -> Any:
+            self.calls[label] += 1
             if self.depth:
                 return original(*args, **kwargs)
             self.depth += 1
@@ -254,6 +258,7 @@ class PhaseTimers:
         setattr(owner, attr, timed)
         self._undo.append((owner, attr, original))
         self.times.setdefault(label, [])
+        self.calls.setdefault(label, 0)
 
     def start(self) -> None:
         self.current = {}
@@ -269,8 +274,10 @@ class PhaseTimers:
 
 
 def instrument() -> PhaseTimers:
-    import mlops_dagster.monitoring as monitoring
-    from mlops_dagster.registry import records, reference, store
+    """Timers on the module attributes the tick looks up when it runs (its imports are inside the sensor
+    function, so a wrapped attribute is what it calls)."""
+    from mlops_dagster.monitoring import decision
+    from mlops_dagster.registry import pool, records, reference, store
     from mlops_dagster.sensors import drift
 
     timers = PhaseTimers()
@@ -279,7 +286,8 @@ def instrument() -> PhaseTimers:
     timers.wrap(reference, "load_reference_profile", "drift profile (BentoML store + sha256 + JSON)")
     timers.wrap(store, "read_card", "model card (drift columns)")
     timers.wrap(drift, "read_parquet", "new partition's Parquet file")
-    timers.wrap(monitoring, "detect_drift", "detect_drift")
+    timers.wrap(decision, "decide_drift", "decide_drift (detect_drift on the profile + the dataset rule)")
+    timers.wrap(pool, "ensure_champion_pool", "champion pool limit (ticks that fire only)")
     return timers
 
 
@@ -360,6 +368,9 @@ def main(argv: list[str] | None = None) -> int:
             second.append(dt)
     finally:
         timers.restore()
+    unused = [label for label, n in timers.calls.items() if not n]
+    if unused:
+        raise SystemExit(f"phase timers never called (the tick's calls moved; update instrument()): {unused}")
 
     if args.profile:
         prof = cProfile.Profile()

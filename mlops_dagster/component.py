@@ -4,8 +4,9 @@ A thin YAML front over the factory, as dagster-sling's component is over `sling_
 attributes are the fields of `PipelineSpec` (CONTRACT.md section 2), validated by the spec models
 themselves (unknown keys are errors, reported by Dagster with the defs.yaml line), plus where the
 pipeline's feature groups come from. `load` turns them into a `PipelineSpec` rooted at the
-component's folder with the feature groups it consumes attached (what `load_specs` returns for a spec
-file), and `build_defs` calls `build_definitions`; everything else is the factory's.
+component's folder with the feature groups it consumes attached, through `resolve_specs`, the checks
+every spec goes through (what `load_specs` returns for a spec file), and `build_defs` calls
+`build_definitions`; everything else is the factory's.
 
     type: mlops_dagster.MLPipelineComponent
     attributes:
@@ -30,16 +31,7 @@ from pydantic import BaseModel, Field, create_model
 from mlops_dagster.component_scaffolder import MLPipelineComponentScaffolder
 from mlops_dagster.errors import SpecError, SpecIssue
 from mlops_dagster.factory.build import build_definitions
-
-# `feature_groups:` files are read the way `load_specs` reads them, so their errors carry file:line
-# exactly as for spec files.
-from mlops_dagster.spec.loader import (
-    LoadedFile,
-    SourceMap,
-    duplicate_group_issue,
-    parse_spec_file,
-    spec_files,
-)
+from mlops_dagster.spec import SourceMap, read_spec_files, resolve_specs
 from mlops_dagster.spec.models import FeatureGroupSpec, PipelineSpec, StrictModel
 
 if TYPE_CHECKING:
@@ -110,7 +102,13 @@ class MLPipelineComponent(dg.Component):
     @classmethod
     def load(cls, attributes: BaseModel | None, context: dg.ComponentLoadContext) -> Self:
         values = dict(attributes if attributes is not None else MLPipelineAttributes())
-        return cls(spec=resolve_spec(values, context), define_feature_groups=values["define_feature_groups"])
+        try:
+            spec = resolve_spec(values, context)
+        except SpecError as e:
+            # Each issue names its defs.yaml line and field: the frames of the checks that found it
+            # would only push that line down the report `dg check defs` prints.
+            raise SpecError(e.issues) from None
+        return cls(spec=spec, define_feature_groups=values["define_feature_groups"])
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         return build_definitions(
@@ -122,23 +120,29 @@ class MLPipelineComponent(dg.Component):
 def resolve_spec(attributes: Mapping[str, Any], context: dg.ComponentLoadContext) -> PipelineSpec:
     """The `PipelineSpec` of a component's attributes, rooted at its folder, groups attached.
 
+    The spec goes through `resolve_specs`, as spec files and Python-built specs do, so the component
+    accepts exactly what `load_specs` and `build_definitions` accept. The one difference: a group's
+    `inputs` may name pipelines of other components.
+
     Raises:
-        SpecError: a feature-group file is missing or invalid, a group is declared twice, or the
-            pipeline uses a group that is unknown or does not list it among its consumers; each
-            issue names the file, line and field.
+        SpecError: a feature-group file is missing or invalid, a group is declared twice, the pipeline
+            uses a group that is unknown or does not list it among its consumers, or any other check
+            of `resolve_specs` fails; each issue names the file, line and field.
     """
-    folder = context.path if context.path.is_dir() else context.path.parent
     tree = context.resolution_context.source_position_tree
+    folder = context.path if context.path.is_dir() else context.path.parent
     defs_file = (Path(tree.position.filename) if tree else folder / "defs.yaml").resolve()
-    where = (_source_map(defs_file, tree), ("attributes",))
+    smap = _source_map(defs_file, tree)
+    prefix = ("attributes",)
     spec = PipelineSpec(**{name: attributes[name] for name in PipelineSpec.model_fields})
-    spec._source_file = defs_file  # relative paths in the spec resolve against the component's folder
-    spec._where = where
-    groups = _feature_groups(attributes["feature_groups"], attributes["feature_group_files"], where)
-    return spec.with_feature_groups(_consumed_groups(spec, groups))
-
-
-Where = tuple[SourceMap, tuple[str | int, ...]]
+    spec = spec.located(defs_file, smap, prefix)  # relative paths resolve against the component's folder
+    inline = [
+        group.located(defs_file, smap, (*prefix, "feature_groups", i))
+        for i, group in enumerate(attributes["feature_groups"])
+    ]
+    groups, issues = _group_files(attributes["feature_group_files"], defs_file.parent, smap, prefix)
+    (resolved,) = resolve_specs([spec], [*inline, *groups], check_inputs=False, pending=issues)
+    return resolved
 
 
 def _source_map(file: Path, tree: SourcePositionTree | None) -> SourceMap:
@@ -155,53 +159,20 @@ def _source_map(file: Path, tree: SourcePositionTree | None) -> SourceMap:
     return smap
 
 
-def _feature_groups(
-    inline: Sequence[FeatureGroupSpec], files: Sequence[str], where: Where
-) -> dict[str, FeatureGroupSpec]:
-    """Inline groups and those of `feature_groups:` files (read as `load_specs` reads them), by name."""
-    smap, prefix = where
-    folder = Path(smap.file).parent
+def _group_files(
+    names: Sequence[str], folder: Path, smap: SourceMap, prefix: tuple[str, ...]
+) -> tuple[list[FeatureGroupSpec], list[SpecIssue]]:
+    """The groups of `feature_group_files` (read as `load_specs` reads them), and the problems found."""
+    groups: list[FeatureGroupSpec] = []
     issues: list[SpecIssue] = []
-    loaded = LoadedFile()
-    for i, group in enumerate(inline):
-        group._source_file = Path(smap.file)
-        group._where = (smap, (*prefix, "feature_groups", i))
-    for i, name in enumerate(files):
+    for i, name in enumerate(names):
         path = (folder / name).resolve()
         if not path.exists():
             issues.append(smap.issue((*prefix, "feature_group_files", i), f"no such file or folder: {path}"))
             continue
-        for file in spec_files([path]):
-            parse_spec_file(file, loaded, issues)
-    for _, file_map in loaded.pipelines:
-        issues.append(file_map.issue((), "holds a pipeline, not `feature_groups:` (feature_group_files)"))
-    groups: dict[str, FeatureGroupSpec] = {}
-    for group in [*inline, *(g for _, g, _ in loaded.groups)]:
-        if group.name in groups:
-            issues.append(duplicate_group_issue(group, groups[group.name]))
-            continue
-        groups[group.name] = group
-    if issues:
-        raise SpecError(issues)
-    return groups
-
-
-def _consumed_groups(
-    spec: PipelineSpec, groups: Mapping[str, FeatureGroupSpec]
-) -> tuple[FeatureGroupSpec, ...]:
-    """The groups `spec.features` names, in order; each must exist and list the pipeline as consumer."""
-    smap, prefix = spec._where
-    issues = []
-    for i, name in enumerate(spec.features):
-        group = groups.get(name)
-        if group is None:
-            known = ", ".join(sorted(groups)) or "none given"
-            message = f"unknown feature group {name!r} (known: {known})"
-        elif spec.name not in group.consumers:
-            message = f"feature group {name!r} does not list {spec.name!r} in its consumers"
-        else:
-            continue
-        issues.append(smap.issue((*prefix, "features", i), message))
-    if issues:
-        raise SpecError(issues)
-    return tuple(groups[name] for name in spec.features)
+        files = read_spec_files(path)
+        groups.extend(files.groups)
+        issues.extend(files.issues)
+        message = "holds a pipeline, not `feature_groups:` (feature_group_files)"
+        issues.extend(pipeline.issue((), message) for pipeline in files.pipelines)
+    return groups, issues

@@ -13,7 +13,9 @@ and no retry is waited for when it could not start in time.
 from __future__ import annotations
 
 import http.client
+import json
 import random
+import re
 import time
 import urllib.error
 import urllib.request
@@ -22,12 +24,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import Message
 from email.utils import parsedate_to_datetime
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, unquote_plus, urlsplit
 
 BACKOFF_CAP_SECONDS = 10.0
 RETRY_AFTER_LIMIT_SECONDS = 10.0  # a larger Retry-After is ignored in favour of the normal backoff
 MIN_ATTEMPT_SECONDS = 0.5  # with a deadline: an attempt with less time than this left is not started
 _ERROR_BODY_CHARS = 200
+URL_PART_MIN_CHARS = 4  # a secret URL's path, query and fragment parts shorter than this are not masked
+# ...unless a query (or fragment) parameter's name says it holds a credential: its value is always masked.
+_SECRET_KEY = re.compile(r"key|token|secret|sig|pass|pwd|auth|credential|code", re.IGNORECASE)
 _MASK = "***"
 
 
@@ -164,21 +169,70 @@ def redact_url(url: str) -> str:
 
 
 def scrub(text: str, secrets: Sequence[str | None]) -> str:
-    """`text` with every secret (and every secret part of a secret URL) replaced by `***`."""
+    """`text` with every secret replaced by `***`, in every form a server or a library may echo it.
+
+    A secret is masked by value, however short: raw, JSON-escaped (with or without `\\/` for `/`,
+    `\\uXXXX` in either case, `&<>` escaped as Go does), percent-encoded (either hex case, `+` for
+    spaces) or decoded, and as Python's `repr` writes it. A secret URL also has its credentials masked
+    (`user:pass`, the password, the user name, however short), the values of query parameters named
+    like a credential (`key`, `token`, `sig`...), however short, and its path, path segments, query
+    string, other query values and fragment (those of at least `URL_PART_MIN_CHARS` characters: a
+    URL's short parts, like `v=2`, are rarely secret and masking them would garble every message).
+    """
     pieces: set[str] = set()
     for secret in secrets:
-        if not secret:
-            continue
-        pieces.add(secret)
-        try:
-            parts = urlsplit(secret)
-            pieces.update(p for p in (parts.path, parts.query, parts.fragment, parts.password) if p)
-            pieces.update(value for _, value in parse_qsl(parts.query))
-        except ValueError:
-            pass
-    for piece in sorted((p for p in pieces if len(p) >= 4), key=len, reverse=True):
-        text = text.replace(piece, _MASK)
-    return text
+        if secret:
+            pieces.update(_secret_pieces(secret))
+    forms = {form for piece in pieces for form in _escaped_forms(piece)}
+    if not forms:
+        return text
+    pattern = "|".join(re.escape(form) for form in sorted(forms, key=len, reverse=True))
+    return re.sub(pattern, _MASK, text)
+
+
+def _secret_pieces(secret: str) -> set[str]:
+    """The secret itself and, for a URL, its credentials and secret-looking parts."""
+    pieces = {secret}
+    try:
+        parts = urlsplit(secret)
+        username, password = parts.username, parts.password
+    except ValueError:
+        return pieces
+    if not (parts.scheme and parts.netloc):
+        return pieces
+    userinfo = parts.netloc.rpartition("@")[0]
+    pieces.update(p for p in (userinfo, username, password) if p)  # credentials: masked however short
+    derived = [parts.path, parts.query, parts.fragment, *parts.path.split("/")]
+    for key, value in [*parse_qsl(parts.query), *parse_qsl(parts.fragment)]:
+        if _SECRET_KEY.search(key):
+            pieces.add(value)  # `?key=ab`: a credential, however short
+        else:
+            derived.append(value)
+    pieces.update(p for p in derived if len(p) >= URL_PART_MIN_CHARS)
+    pieces.discard("")
+    return pieces
+
+
+def _escaped_forms(piece: str) -> set[str]:
+    """`piece` as it may appear in a message: raw, URL-encoded or decoded, JSON-escaped, repr'd."""
+    plain = {piece, unquote(piece), unquote_plus(piece)}
+    encoded = {
+        quoted
+        for value in plain
+        for quoted in (quote(value, safe=""), quote(value), quote_plus(value, safe=""), quote_plus(value))
+    }
+    forms = plain | encoded
+    forms |= {re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), value) for value in forms}
+    escaped: set[str] = set()
+    for value in forms:
+        for ascii_only in (True, False):
+            inner = json.dumps(value, ensure_ascii=ascii_only)[1:-1]
+            html_safe = inner.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+            for form in (inner, inner.replace("/", "\\/"), html_safe, html_safe.replace("/", "\\/")):
+                escaped.add(form)
+                escaped.add(re.sub(r"\\u[0-9a-f]{4}", lambda m: "\\u" + m.group(0)[2:].upper(), form))
+        escaped.add(repr(value)[1:-1])
+    return {form for form in forms | escaped if form}
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -38,14 +38,19 @@ def clip(text: str, width: int = 80) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def iso_time(timestamp: float) -> str:
+    """Epoch seconds as an ISO 8601 UTC time, to the second."""
+    return datetime.fromtimestamp(timestamp, tz=UTC).isoformat(timespec="seconds")
+
+
 def record_json(r: VersionRecord, tags: dict[str, str] | None = None) -> dict[str, Any]:
     """A registry record as a JSON-ready dict; with `tags` (its run's), also the trigger."""
-    from mlops_dagster.factory.keys import Tags
+    from mlops_dagster.keys import Tags
 
     out: dict[str, Any] = {
         "version": r.version,
         "sha256": r.sha256 or None,
-        "time": datetime.fromtimestamp(r.timestamp, tz=UTC).isoformat(timespec="seconds"),
+        "time": iso_time(r.timestamp),
         "run_id": r.run_id,
         "metrics": r.metrics,
     }

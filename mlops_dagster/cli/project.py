@@ -67,7 +67,7 @@ def known_pipelines(instance: dg.DagsterInstance) -> list[str]:
 
 def require_pipeline_records(instance: dg.DagsterInstance, name: str) -> None:
     """Raise a CliError naming the known pipelines if the instance has no candidate or champion of `name`."""
-    from mlops_dagster.factory.keys import candidate_key, champion_key
+    from mlops_dagster.keys import candidate_key, champion_key
 
     if instance.has_asset_key(candidate_key(name)) or instance.has_asset_key(champion_key(name)):
         return

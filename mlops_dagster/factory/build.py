@@ -10,10 +10,15 @@ import dagster as dg
 
 from mlops_dagster.alerts import Notifier
 from mlops_dagster.factory.champion import build_champion_asset
-from mlops_dagster.factory.dataset import IO_MANAGER_KEY, build_dataset_asset, partitions_def
+from mlops_dagster.factory.dataset import build_dataset_asset, partitions_def
 from mlops_dagster.factory.drift_report import build_drift_report_asset
 from mlops_dagster.factory.features import build_feature_asset
-from mlops_dagster.factory.keys import (
+from mlops_dagster.factory.packaging import packaging_assets
+from mlops_dagster.factory.training import build_candidate_asset, build_training_set_asset
+from mlops_dagster.io.parquet import ParquetIOManager
+from mlops_dagster.keys import (
+    IO_MANAGER_KEY,
+    NOTIFIER_KEY,
     Tags,
     bento_key,
     candidate_key,
@@ -23,12 +28,10 @@ from mlops_dagster.factory.keys import (
     retrain_job_name,
     training_set_key,
 )
-from mlops_dagster.factory.packaging import packaging_assets
-from mlops_dagster.factory.training import build_candidate_asset, build_training_set_asset
-from mlops_dagster.io.parquet import ParquetIOManager
 from mlops_dagster.sensors.drift import build_drift_sensor, report_job_for
-from mlops_dagster.sensors.quality import NOTIFIER_KEY, build_quality_sensor
-from mlops_dagster.spec.loader import load_specs
+from mlops_dagster.sensors.packaging import build_packaging_sensor
+from mlops_dagster.sensors.quality import build_quality_sensor
+from mlops_dagster.spec import read_spec_files, resolve_specs
 from mlops_dagster.spec.models import FeatureGroupSpec, PipelineSpec
 
 # One shared default instance: Dagster refuses to merge Definitions (several components, or several
@@ -38,13 +41,18 @@ DEFAULT_NOTIFIER = Notifier(kind="log")
 
 
 def _collect(specs_or_paths: Iterable[PipelineSpec | str | Path]) -> list[PipelineSpec]:
-    specs: list[PipelineSpec] = []
-    paths: list[str | Path] = []
-    for item in specs_or_paths:
-        (specs if isinstance(item, PipelineSpec) else paths).append(item)  # type: ignore[arg-type]
-    if paths:
-        specs.extend(load_specs(*paths))
-    return specs
+    """The specs given as objects and read from paths, linked and checked together by `resolve_specs`.
+
+    Files are first resolved on their own, as `load_specs` does (a group's `inputs` must be among
+    them); specs built in Python then join them for every other check, and may consume a group
+    that a file declares. Their groups' inputs may be pipelines that another `Definitions` defines.
+    """
+    items = list(specs_or_paths)
+    specs = [item for item in items if isinstance(item, PipelineSpec)]
+    paths = [item for item in items if not isinstance(item, PipelineSpec)]
+    files = read_spec_files(*paths)
+    loaded = resolve_specs(files.pipelines, files.groups, pending=files.issues) if paths else []
+    return resolve_specs([*specs, *loaded], files.groups, check_inputs=False)
 
 
 def pipeline_assets(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
@@ -124,6 +132,8 @@ def build_definitions(
         report_job = report_job_for(spec, partitions_def(spec))
         jobs.append(report_job)
         sensors.append(build_drift_sensor(spec, job, report_job))
+        if spec.serving.targets:  # the bento / edge bundle follow the champion (sensors/packaging.py)
+            sensors.append(build_packaging_sensor(spec))
     io_manager = DEFAULT_IO_MANAGER
     if environment:
         from mlops_dagster.io.parquet import default_storage_root

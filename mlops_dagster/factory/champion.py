@@ -1,8 +1,11 @@
 """The `<p>/champion` asset: moves only through the gates, and records every decision with its reasons.
 
-A promotion or rollback is a materialization whose data version is the model version, so packaging
-downstream goes stale exactly when the champion changes. A decision to keep the champion is an
-observation of the asset: it is in the history, but changes nothing downstream.
+A promotion or rollback is a materialization whose data version is the model version; the packaging
+sensor rebuilds the bento and edge bundle whenever the version they record differs. A decision to keep
+the champion is an observation of the asset: it is in the history, but changes nothing downstream.
+
+When a serving target needs ONNX, conversion and parity (packaging/onnx_gate.py) are gates too, on
+the same holdout, checked once here; a rollback to a version whose bundle fails them is refused.
 """
 
 from collections.abc import Iterator
@@ -12,9 +15,10 @@ import dagster as dg
 import pandas as pd
 
 from mlops_dagster.errors import RegistryError
-from mlops_dagster.factory.keys import Meta, Tags, candidate_key, champion_key, training_set_key
 from mlops_dagster.factory.metadata import metrics_metadata
 from mlops_dagster.factory.versions import code_version
+from mlops_dagster.keys import Meta, Tags, candidate_key, champion_key, training_set_key
+from mlops_dagster.registry.pool import champion_pool
 from mlops_dagster.spec.models import PipelineSpec
 
 
@@ -59,6 +63,7 @@ def _result(
     reasons: list[str],
     metrics: dict[str, float],
     previous: str | None,
+    extra: dict[str, Any] | None = None,
 ) -> dg.MaterializeResult:
     from mlops_dagster.registry.store import card_path
 
@@ -71,6 +76,7 @@ def _result(
             Meta.PREVIOUS: previous or "",
             Meta.MODEL_CARD: dg.MetadataValue.path(str(card_path(spec.name, record.version))),
             **metrics_metadata(metrics),
+            **(extra or {}),
         },
         data_version=dg.DataVersion(record.version),
     )
@@ -84,6 +90,7 @@ def _observe(
     reasons: list[str],
     metrics: dict[str, float],
     current: str | None,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     context.log_event(
         dg.AssetObservation(
@@ -94,6 +101,7 @@ def _observe(
                 Meta.REASONS: dg.MetadataValue.json(reasons),
                 Meta.PREVIOUS: current or "",
                 **metrics_metadata(metrics),
+                **(extra or {}),
             },
         )
     )
@@ -101,6 +109,13 @@ def _observe(
         f"{spec.name}: keeping champion {current or '(none)'}; candidate {version} "
         f"not promoted: {'; '.join(r for r in reasons if r.startswith('FAIL')) or 'see reasons'}"
     )
+
+
+def _onnx_gate(spec: PipelineSpec, record: Any, holdout: pd.DataFrame) -> Any:
+    """The ONNX conversion and parity outcome of `record` on `holdout`, or None when no target needs ONNX."""
+    from mlops_dagster.packaging.onnx_gate import check_version, onnx_wanted
+
+    return check_version(spec, record, holdout) if onnx_wanted(spec) else None
 
 
 def build_champion_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
@@ -118,15 +133,31 @@ def build_champion_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
         deps=[candidate_key(spec.name)],
         code_version=code_version(spec.gates, spec.model.metric),
         output_required=False,
+        pool=champion_pool(spec.name),  # one decision at a time per pipeline (registry/pool.py)
     )
     def _champion(
         context: dg.AssetExecutionContext, config: ChampionConfig, training_set: pd.DataFrame
     ) -> Iterator[dg.MaterializeResult]:
+        from mlops_dagster.registry.pool import decision_lock
+
+        # The pool's slot is held; on SQLite its claim is not atomic, so the lock too (registry/pool.py),
+        # from reading the champion until the decision is recorded (before the generator resumes).
+        with decision_lock(context.instance, spec.name):
+            yield from _decide(context, config, training_set)
+
+    def _decide(
+        context: dg.AssetExecutionContext, config: ChampionConfig, training_set: pd.DataFrame
+    ) -> Iterator[dg.MaterializeResult]:
         from mlops_dagster.registry import records
         from mlops_dagster.registry.gates import decide
+        from mlops_dagster.registry.pool import ensure_champion_pool
         from mlops_dagster.registry.store import load_version
 
         instance = context.instance
+        # The pool's slot and lock are held: read the champion now, never before the run started.
+        pool = ensure_champion_pool(instance, spec.name)  # for later runs (UI, schedules) too
+        if pool.problem:
+            context.log.info(f"{spec.name}: {pool.problem}")
         current = records.current_champion(instance, spec.name)
         if config.action == "rollback":
             history = records.champion_history(instance, spec.name, limit=1000)
@@ -142,8 +173,14 @@ def build_champion_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
                 f"rollback from {current.version} to {target.version}",
                 *([config.reason] if config.reason else []),
             ]
+            cutoff = _candidate_meta(instance, spec, target.version).get(Meta.HOLDOUT_CUTOFF)
+            onnx = _onnx_gate(spec, target, _holdout(spec, training_set, cutoff))
+            if onnx is not None and onnx.required and not onnx.passed:  # cloud and edge would split
+                raise RegistryError(f"{spec.name}: rollback to {target.version} refused: {onnx.reason}")
+            reasons += [onnx.reason] if onnx is not None else []
             context.log.info(f"{spec.name}: {reasons[0]}")
-            yield _result(spec, target, "rollback", reasons, target.metrics, current.version)
+            extra = onnx.metadata if onnx is not None else None
+            yield _result(spec, target, "rollback", reasons, target.metrics, current.version, extra)
             return
 
         if config.action == "promote":
@@ -181,7 +218,11 @@ def build_champion_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
         reasons = [*decision.reasons, f"holdout: {len(holdout)} rows from {meta.get(Meta.HOLDOUT_CUTOFF)}"]
         if config.action == "promote":
             reasons.insert(0, f"manual promote requested{': ' + config.reason if config.reason else ''}")
-        if not decision.promote:
+        # Conversion and parity are gates too, on the same holdout, before anything is promoted.
+        onnx = _onnx_gate(spec, record, holdout) if decision.promote else None
+        reasons += [onnx.reason] if onnx is not None else []
+        extra = onnx.metadata if onnx is not None else None
+        if not decision.promote or (onnx is not None and onnx.required and not onnx.passed):
             _observe(
                 context,
                 spec,
@@ -190,10 +231,12 @@ def build_champion_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
                 reasons,
                 candidate_scores,
                 current.version if current else None,
+                extra,
             )
             if config.action == "promote":
+                failed = "; ".join(r for r in reasons if r.startswith("FAIL"))
                 raise dg.Failure(
-                    f"{spec.name}: {record.version} did not pass the gates",
+                    f"{spec.name}: {record.version} did not pass the gates: {failed}",
                     metadata={Meta.REASONS: dg.MetadataValue.json(reasons)},
                 )
             return
@@ -202,7 +245,7 @@ def build_champion_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
             f"(trigger {context.run.tags.get(Tags.TRIGGER, 'manual')})"
         )
         yield _result(
-            spec, record, "promote", reasons, candidate_scores, current.version if current else None
+            spec, record, "promote", reasons, candidate_scores, current.version if current else None, extra
         )
 
     return _champion

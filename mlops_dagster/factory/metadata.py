@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Collection
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 
-from mlops_dagster.factory.keys import Meta
+from mlops_dagster.keys import Meta
 
 PREVIEW_ROWS = 5
 
 
-def frame_metadata(df: pd.DataFrame) -> dict[str, Any]:
+def frame_metadata(df: pd.DataFrame, pii: Collection[str] = ()) -> dict[str, Any]:
+    """Row count, column schema and a preview of the first rows, with the `pii` columns masked."""
+    from mlops_dagster.quality.pii import mask_columns
+
     schema = dg.TableSchema(columns=[dg.TableColumn(name=str(c), type=str(t)) for c, t in df.dtypes.items()])
+    head = mask_columns(df.head(PREVIEW_ROWS), pii)
     return {
         "dagster/row_count": dg.MetadataValue.int(len(df)),
         "dagster/column_schema": schema,
         Meta.PREVIEW: dg.MetadataValue.md(
-            df.head(PREVIEW_ROWS).to_markdown(index=False)
-            if _has_tabulate()
-            else df.head(PREVIEW_ROWS).to_string()
+            head.to_markdown(index=False) if _has_tabulate() else head.to_string()
         ),
     }
 

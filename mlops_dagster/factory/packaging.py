@@ -1,13 +1,13 @@
 """Packaging assets: `<p>/bento` (cloud) and `<p>/edge_bundle` (ONNX, with a blocking parity check).
 
-Both follow the champion: they depend on it and carry `AutomationCondition.eager()`, so a promotion or
-rollback (a new champion data version) makes them stale and the automation sensor rebuilds them; the
-retrain job includes them too. Each is versioned by the champion it packages.
-
-Both convert the champion to ONNX and compare it with the champion on its holdout (`_onnx_candidate`):
-the edge bundle is written only when parity holds, and the bento serves the ONNX model with
-onnxruntime only when parity holds (`serving.cloud_runtime: auto`, the default, falls back to sklearn
-and says why; `onnx` fails instead; `sklearn` never converts).
+Both package the current champion and record its version (`Meta.VERSION`); `<p>__packaging_sensor`
+(sensors/packaging.py) requests them whenever that version differs from the champion's, and the retrain
+job includes them. Neither converts nor compares anything: ONNX conversion and parity are gates of the
+champion decision (packaging/onnx_gate.py), which stores the checked bundle as `<p>_edge:<version>` in
+the BentoML store and records its tag (`Meta.ONNX_MODEL`). The edge bundle publishes that bundle; the
+bento serves it with onnxruntime (`serving.cloud_runtime: auto`, the default, serves sklearn when the
+decision found no ONNX bundle for a cloud-only pipeline and says why; `onnx` fails then; `sklearn`
+never uses it). Both verify the stored bundle's hashes against the champion first.
 """
 
 import tempfile
@@ -17,147 +17,99 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import pandas as pd
 
 from mlops_dagster.errors import PackagingError, RegistryError
-from mlops_dagster.factory.dataset import IO_MANAGER_KEY
-from mlops_dagster.factory.keys import Meta, bento_key, champion_key, edge_bundle_key, training_set_key
 from mlops_dagster.factory.versions import code_version
+from mlops_dagster.keys import IO_MANAGER_KEY, Meta, bento_key, champion_key, edge_bundle_key
 from mlops_dagster.spec.models import PipelineSpec
 
 PARITY_CHECK = "onnx_parity"
-
-
-def _champion(context: dg.AssetExecutionContext, spec: PipelineSpec) -> Any:
-    from mlops_dagster.registry.records import current_champion
-
-    champion = current_champion(context.instance, spec.name)
-    if champion is None:
-        raise RegistryError(f"{spec.name}: there is no champion to package yet")
-    return champion
+_PARITY_KEYS = (Meta.PARITY_ROWS, Meta.LABEL_AGREEMENT, Meta.MAX_PROBA_DIFF, Meta.MAX_REL_ERR)
 
 
 @dataclass(frozen=True)
-class _OnnxCandidate:
-    """The champion converted to ONNX, written as a bundle in a staging folder, and its parity result."""
+class _Champion:
+    """The champion as its latest `<p>/champion` materialization records it (one read)."""
 
-    onnx_bytes: bytes
-    bundle: Path
-    bundle_args: dict[str, Any]
-    parity: Any  # ParityResult
+    version: str
+    sha256: str
+    run_id: str
+    metadata: dict[str, Any]
 
     @property
-    def parity_metadata(self) -> dict[str, Any]:
-        p = self.parity
-        return {
-            Meta.PARITY_ROWS: p.n_rows,
-            Meta.LABEL_AGREEMENT: p.label_agreement,
-            Meta.MAX_PROBA_DIFF: p.max_proba_diff,
-            Meta.MAX_REL_ERR: p.max_rel_err,
-        }
+    def parity(self) -> dict[str, Any]:
+        return {k: self.metadata[k] for k in _PARITY_KEYS if self.metadata.get(k) is not None}
+
+    @property
+    def onnx_reason(self) -> str | None:
+        """The decision's line on ONNX (`pass onnx ...`, `FAIL onnx ...`, `note onnx ...`), if any."""
+        reasons = self.metadata.get(Meta.REASONS) or []
+        return next((r for r in reasons if isinstance(r, str) and r.split(" ")[1:2] == ["onnx"]), None)
 
 
-def _onnx_candidate(
-    spec: PipelineSpec, champion: Any, training_set: pd.DataFrame, staging: Path
-) -> _OnnxCandidate:
-    """Convert the champion, write the bundle under `staging` and check it against the champion.
-
-    Raises:
-        PackagingError: no ONNX converter fits the champion's estimator.
-    """
-    from mlops_dagster.packaging.onnx_bundle import convert_to_onnx, write_bundle
-    from mlops_dagster.packaging.parity import check_parity
-    from mlops_dagster.registry.store import load_version, read_card
-
-    model = load_version(spec.name, champion.version, champion.sha256)
-    card = read_card(spec.name, champion.version)
-    features, schema, task = list(card["features"]), dict(card["feature_schema"]), card["task"]
-    onnx_bytes = convert_to_onnx(model, schema, task)
-    bundle_args: dict[str, Any] = {
-        "pipeline": spec.name,
-        "version": champion.version,
-        "model_sha256": champion.sha256,
-        "features": features,
-        "feature_schema": schema,
-        "task": task,
-        "classes": [*getattr(model, "classes_", [])] or None,
-    }
-    bundle = write_bundle(staging / "bundle", onnx_bytes, **bundle_args)
-    holdout = _holdout(training_set, card, spec.dataset.timestamp)
-    tolerances = spec.serving.parity
-    parity = check_parity(
-        model,
-        bundle,
-        holdout,
-        features,
-        task,
-        label_tolerance=tolerances.label_agreement,
-        proba_atol=tolerances.proba_atol,
-        rtol=tolerances.rtol,
-    )
-    return _OnnxCandidate(onnx_bytes, bundle, bundle_args, parity)
+def _champion(context: dg.AssetExecutionContext, spec: PipelineSpec) -> _Champion:
+    event = context.instance.get_latest_materialization_event(champion_key(spec.name))
+    mat = event.asset_materialization if event is not None else None
+    md = {k: getattr(v, "value", v) for k, v in (mat.metadata.items() if mat is not None else [])}
+    if event is None or not md.get(Meta.VERSION):
+        raise RegistryError(f"{spec.name}: there is no champion to package yet")
+    return _Champion(str(md[Meta.VERSION]), str(md.get(Meta.SHA256) or ""), event.run_id, md)
 
 
-def _cloud_runtime(
-    spec: PipelineSpec, champion: Any, training_set: pd.DataFrame | None, staging: Path
-) -> tuple[Path | None, str, dict[str, Any]]:
-    """(the bundle to serve or None, why this runtime, parity metadata) per `serving.cloud_runtime`.
+def _checked_bundle(spec: PipelineSpec, champion: _Champion) -> tuple[Path | None, str]:
+    """(the champion's parity-checked bundle in the BentoML store, hashes verified, or None; why).
 
     Raises:
-        PackagingError: `cloud_runtime: onnx` and the champion cannot be converted or fails parity.
+        PackagingError: the decision recorded a checked bundle that is no longer in the store.
+        IntegrityError: the stored bundle does not verify or packages another model.
     """
-    wanted = spec.serving.cloud_runtime
-    if wanted == "sklearn" or training_set is None:
-        return None, "serving.cloud_runtime is sklearn", {}
-    try:
-        candidate = _onnx_candidate(spec, champion, training_set, staging)
-    except PackagingError as e:
-        if wanted == "onnx":
-            raise
-        return None, f"no ONNX runtime: {e}", {}
-    if candidate.parity.passed:
-        why = "ONNX parity with the champion holds on its holdout"
-        return candidate.bundle, why, candidate.parity_metadata
-    why = f"ONNX parity with the champion failed: {str(candidate.parity.details)[:500]}"
-    if wanted == "onnx":
-        raise PackagingError(f"{spec.name}: serving.cloud_runtime is onnx, but {why}")
-    return None, why, candidate.parity_metadata
+    from mlops_dagster.packaging.onnx_gate import checked_bundle
+
+    tag = champion.metadata.get(Meta.ONNX_MODEL)
+    reason = champion.onnx_reason
+    if tag or reason is None:  # reason None: decided before parity was a gate; stored only if it passed
+        bundle = checked_bundle(spec.name, champion.version, champion.sha256)
+        if bundle is not None:
+            how = reason or "parity checked when it was first packaged"
+            return bundle, f"ONNX bundle {bundle.name} checked in the champion decision: {how}"
+        if tag:
+            raise PackagingError(
+                f"{spec.name}: the champion decision (run {champion.run_id}) stored {tag}, but it is no "
+                "longer in the BentoML store; promote the version again to convert and check it"
+            )
+    return None, reason or f"no parity-checked ONNX bundle of {champion.version} in the BentoML store"
 
 
 def build_bento_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
-    convert = spec.serving.cloud_runtime != "sklearn"
+    runtime = spec.serving.cloud_runtime
 
     @dg.asset(
         key=bento_key(spec.name),
         group_name=spec.name,
         description=(
             f"BentoML bento serving the `{spec.name}` champion (request schema from its features, "
-            "version headers, /healthz; onnxruntime when ONNX parity holds), with its generated "
-            "Dockerfile and pinned requirements."
+            "version headers, /healthz; onnxruntime with the bundle the champion decision checked), "
+            "with its generated Dockerfile and pinned requirements."
         ),
         kinds={"bentoml", "docker"},
         owners=list(spec.owners),
-        ins={"training_set": dg.AssetIn(key=training_set_key(spec.name))} if convert else {},
         deps=[champion_key(spec.name)],
-        automation_condition=dg.AutomationCondition.eager(),
-        required_resource_keys={IO_MANAGER_KEY} if convert else set(),
         code_version=code_version(spec.serving, "bento"),
     )
-    def _bento(context: dg.AssetExecutionContext, **inputs: Any) -> dg.MaterializeResult:
+    def _bento(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         from mlops_dagster.packaging.bento import build_bento
 
         champion = _champion(context, spec)
-        with tempfile.TemporaryDirectory(prefix=f"{spec.name}-bento-") as staging:
-            bundle, why, parity = _cloud_runtime(spec, champion, inputs.get("training_set"), Path(staging))
-            if bundle is None and convert:
-                context.log.warning(f"{spec.name}: the bento serves sklearn: {why}")
-            result = build_bento(
-                spec.name,
-                champion.version,
-                champion.sha256,
-                onnx_bundle=bundle,
-                workers=spec.serving.workers,
-            )
+        bundle, why = (None, "serving.cloud_runtime is sklearn")
+        if runtime != "sklearn":
+            bundle, why = _checked_bundle(spec, champion)
+        if bundle is None and runtime == "onnx":
+            raise PackagingError(f"{spec.name}: serving.cloud_runtime is onnx, but {why}")
+        if bundle is None and runtime != "sklearn":
+            context.log.warning(f"{spec.name}: the bento serves sklearn: {why}")
+        result = build_bento(
+            spec.name, champion.version, champion.sha256, onnx_bundle=bundle, workers=spec.serving.workers
+        )
         if not result.containerized:
             context.log.warning(f"{result.tag}: containerize skipped: {result.containerize_note}")
         return dg.MaterializeResult(
@@ -174,7 +126,7 @@ def build_bento_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
                 Meta.API_SCHEMA: dg.MetadataValue.json(result.api_schema),
                 Meta.CONTAINERIZED: bool(result.containerized),
                 Meta.CONTAINERIZE_NOTE: result.containerize_note,
-                **{k: v for k, v in parity.items() if v is not None},
+                **(champion.parity if runtime != "sklearn" else {}),
             },
             data_version=dg.DataVersion(str(result.tag)),
         )
@@ -182,9 +134,18 @@ def build_bento_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
     return _bento
 
 
-def _holdout(training_set: pd.DataFrame, card: dict[str, Any], timestamp: str) -> pd.DataFrame:
-    cutoff = (card.get("holdout") or {}).get("cutoff")
-    return training_set[training_set[timestamp] >= pd.Timestamp(cutoff)] if cutoff else training_set
+def _publish_edge_folder(
+    context: dg.AssetExecutionContext, key: dg.AssetKey, bundle: Path, version: str
+) -> Any:
+    """Publish the checked bundle's files (a local folder) as `<storage root>/<key>/<version>`.
+
+    The one place the edge bundle's final folder is written: local or s3://, through the storage layer.
+    """
+    from mlops_dagster.io.storage import put_tree
+    from mlops_dagster.packaging.onnx_bundle import MANIFEST_FILE
+
+    final = getattr(context.resources, IO_MANAGER_KEY).asset_dir(key) / version  # a UPath
+    return put_tree(bundle, final, last=MANIFEST_FILE)
 
 
 def build_edge_bundle_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
@@ -193,7 +154,10 @@ def build_edge_bundle_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
         PARITY_CHECK,
         asset=key,
         blocking=True,
-        description="ONNX predictions equal the champion's on its holdout",
+        description=(
+            "ONNX predictions equal the champion's on its holdout (checked in the champion decision), and "
+            "the published files are that bundle's"
+        ),
     )
 
     @dg.asset(
@@ -201,53 +165,51 @@ def build_edge_bundle_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
         group_name=spec.name,
         description=(
             f"Self-contained ONNX bundle of the `{spec.name}` champion for edge devices (model.onnx, "
-            "manifest with sha256s, an onnxruntime+numpy predictor), also in the BentoML store."
+            "manifest with sha256s, an onnxruntime+numpy predictor): the bundle the champion decision "
+            "converted and checked, kept in the BentoML store."
         ),
         kinds={"onnx", "bentoml"},
         owners=list(spec.owners),
-        ins={"training_set": dg.AssetIn(key=training_set_key(spec.name))},
         deps=[champion_key(spec.name)],
         check_specs=[check],
-        output_required=False,
-        automation_condition=dg.AutomationCondition.eager(),
         required_resource_keys={IO_MANAGER_KEY},
         code_version=code_version(spec.serving, "edge"),
     )
-    def _edge_bundle(context: dg.AssetExecutionContext, training_set: pd.DataFrame) -> Iterator[Any]:
-        from mlops_dagster.packaging.edge_store import store_bundle_in_bentoml
-        from mlops_dagster.packaging.onnx_bundle import write_bundle
+    def _edge_bundle(context: dg.AssetExecutionContext) -> Iterator[Any]:
+        from mlops_dagster.packaging.edge_store import export_bundle
+        from mlops_dagster.packaging.onnx_bundle import verify_bundle
+        from mlops_dagster.packaging.onnx_gate import edge_tag
 
         champion = _champion(context, spec)
-        final = Path(str(getattr(context.resources, IO_MANAGER_KEY).asset_dir(key))) / champion.version
+        stored, why = _checked_bundle(spec, champion)
+        if stored is None:
+            raise PackagingError(
+                f"{spec.name}: champion {champion.version} has no parity-checked ONNX bundle to publish "
+                f"({why}); the previous edge bundle stays in place"
+            )
         with tempfile.TemporaryDirectory(prefix=f"{spec.name}-edge-") as staging:
-            candidate = _onnx_candidate(spec, champion, training_set, Path(staging))
-            parity = candidate.parity
-            metadata = {**candidate.parity_metadata, Meta.VERSION: champion.version}
-            if parity.passed:
-                # Written atomically over any bundle of this version; other versions stay as they are.
-                final = write_bundle(final, candidate.onnx_bytes, **candidate.bundle_args)
-                tag = store_bundle_in_bentoml(final, spec.name, champion.version)
-                size = sum(p.stat().st_size for p in final.iterdir() if p.is_file())
-                yield dg.MaterializeResult(
-                    metadata={
-                        Meta.BUNDLE: dg.MetadataValue.path(str(final)),
-                        Meta.BENTO_MODEL: tag,
-                        Meta.SIZE_BYTES: size,
-                        **metadata,
-                    },
-                    data_version=dg.DataVersion(champion.version),
-                )
-            else:
-                context.log.error(
-                    f"{spec.name}: ONNX parity failed for {champion.version}; the previous "
-                    f"bundle stays in place: {parity.details}"
-                )
+            local = export_bundle(
+                stored, Path(staging) / "bundle", version=champion.version, model_sha256=champion.sha256
+            )
+            manifest = verify_bundle(local, model_sha256=champion.sha256, version=champion.version)
+            size = sum(p.stat().st_size for p in local.iterdir() if p.is_file())
+            final = _publish_edge_folder(context, key, local, champion.version)
+        yield dg.MaterializeResult(
+            metadata={
+                Meta.BUNDLE: dg.MetadataValue.path(str(final)),
+                Meta.BENTO_MODEL: edge_tag(spec.name, champion.version),
+                Meta.SIZE_BYTES: size,
+                Meta.VERSION: champion.version,
+                **champion.parity,
+            },
+            data_version=dg.DataVersion(champion.version),
+        )
         yield dg.AssetCheckResult(
             check_name=PARITY_CHECK,
-            passed=bool(parity.passed),
+            passed=manifest["model_sha256"] == champion.sha256,
             severity=dg.AssetCheckSeverity.ERROR,
-            description=None if parity.passed else str(parity.details)[:1000],
-            metadata={**{k: v for k, v in metadata.items() if v is not None}},
+            description=why[:1000],
+            metadata={**champion.parity, Meta.VERSION: champion.version},
         )
 
     return _edge_bundle

@@ -6,29 +6,41 @@ import dagster as dg
 import pandas as pd
 
 from mlops_dagster.errors import DataError
-from mlops_dagster.factory.dataset import IO_MANAGER_KEY
-from mlops_dagster.factory.keys import Meta, Tags, candidate_key, dataset_key, feature_key, training_set_key
 from mlops_dagster.factory.metadata import frame_metadata, metrics_metadata, versioned_output
 from mlops_dagster.factory.versions import code_version
 from mlops_dagster.features.groups import feature_columns
 from mlops_dagster.features.pit import point_in_time_join
 from mlops_dagster.io.parquet import content_hash
+from mlops_dagster.keys import (
+    IO_MANAGER_KEY,
+    Meta,
+    Tags,
+    candidate_key,
+    dataset_key,
+    feature_key,
+    training_set_key,
+)
 from mlops_dagster.spec.models import PipelineSpec
 
 
 def dataset_feature_columns(spec: PipelineSpec, df: pd.DataFrame) -> list[str]:
+    """`model.features`, else every dataset column but the keys, the label and the declared pii."""
     ds = spec.dataset
     if spec.model.features is not None:
         return list(spec.model.features)
-    return [c for c in df.columns if c not in (ds.entity, ds.timestamp, ds.label)]
+    skip = {ds.entity, ds.timestamp, ds.label, *spec.pii_columns}
+    return [c for c in df.columns if c not in skip]
 
 
 def build_training_set(
     spec: PipelineSpec, dataset: pd.DataFrame, groups: dict[str, pd.DataFrame]
 ) -> pd.DataFrame:
     """Label rows of the dataset joined, as of each row's event time, with the pipeline's feature groups."""
+    from mlops_dagster.training.train import refuse_pii
+
     ds = spec.dataset
     own = dataset_feature_columns(spec, dataset)
+    refuse_pii(spec, own)
     rows = dataset[[ds.entity, ds.timestamp, ds.label, *own]].dropna(subset=[ds.entity, ds.timestamp])
     if rows.empty:
         raise DataError(
@@ -67,7 +79,7 @@ def build_training_set_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
         frames = {name.removeprefix("group_"): df for name, df in groups.items()}
         out = build_training_set(spec, dataset, frames)
         metadata = {
-            **frame_metadata(out),
+            **frame_metadata(out, spec.pii_columns),
             Meta.DATASET_SCHEMA: dg.MetadataValue.json({str(c): str(t) for c, t in dataset.dtypes.items()}),
         }
         return versioned_output(out, metadata, content_hash(out))
@@ -104,6 +116,7 @@ def build_candidate_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
         code_version=version,
     )
     def _candidate(context: dg.AssetExecutionContext, training_set: pd.DataFrame) -> dg.MaterializeResult:
+        from mlops_dagster.quality.baseline import build_profile, label_classes
         from mlops_dagster.registry.card import build_card
         from mlops_dagster.registry.reference import reference_files
         from mlops_dagster.registry.store import save_version
@@ -135,6 +148,11 @@ def build_candidate_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
         )
         drift_columns = [c for c in result.features if c in (card["dataset_schema"] or {})]
         card["drift_columns"] = drift_columns
+        # The baseline of the dataset's built-in checks (`quality.baseline`): no pii value is recorded.
+        card["dataset_profile"] = build_profile(training_set, drift_columns, exclude=spec.pii_columns)
+        card["classes"] = (
+            label_classes(training_set[ds.label]) if spec.model.task == "classification" else None
+        )
         card["data_end"] = pd.Timestamp(training_set[ds.timestamp].max()).date().isoformat()
         extra = reference_files(training_set, drift_columns)
         stored = save_version(spec.name, result.model, card, markdown, extra_files=extra)
@@ -154,6 +172,12 @@ def build_candidate_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
                 Meta.TRIGGER: trigger,
                 Meta.DATASET_SCHEMA: dg.MetadataValue.json(card["dataset_schema"] or {}),
                 Meta.DRIFT_COLUMNS: dg.MetadataValue.json(drift_columns),
+                Meta.DATASET_PROFILE: dg.MetadataValue.json(card["dataset_profile"]),
+                **(
+                    {Meta.CLASSES: dg.MetadataValue.json(card["classes"])}
+                    if card["classes"] is not None
+                    else {}
+                ),
                 Meta.TRAIN_ROWS: result.train_rows,
                 Meta.HOLDOUT_ROWS: result.holdout_rows,
                 **metrics_metadata(result.metrics),

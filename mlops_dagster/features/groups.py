@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import pandas as pd
 
 from mlops_dagster.errors import TransformError
+from mlops_dagster.quality.pii import hash_columns
 from mlops_dagster.spec.models import FeatureGroupSpec
 from mlops_dagster.spec.resolve import resolve_object
 
 
-def _hash_value(value: object) -> object:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return None
-    return hashlib.sha256(str(value).encode()).hexdigest()
-
-
 def hash_pii(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """Replace each pii column with the sha256 of its values (nulls stay null)."""
-    present = [c for c in columns if c in df.columns]
-    if not present:
-        return df
-    return df.assign(**{c: df[c].map(_hash_value).astype("string") for c in present})
+    return hash_columns(df, columns)
 
 
 def run_transform(group: FeatureGroupSpec, source: pd.DataFrame) -> pd.DataFrame:

@@ -1,8 +1,10 @@
 """A Parquet IO manager over UPath: local folders by default, s3:// (or any fsspec URL) by config.
 
 Layout: `<base>/<asset/key/path>/<partition>.parquet` for partitioned assets and
-`<base>/<asset/key/path>/data.parquet` otherwise. Local writes go to a temporary file first and are
-renamed into place, so a failed run never leaves a half-written partition behind.
+`<base>/<asset/key/path>/data.parquet` otherwise. Files are written through `mlops_dagster.io.storage`
+(local writes go to a temporary file renamed into place, so a failed run never leaves a half-written
+partition behind), and the other artifacts (quarantine, drift reports, edge bundles) live under the
+same root (`root()`, `asset_dir()`), whose bucket must already exist.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from pydantic import Field
 from upath import UPath
 
 from mlops_dagster.errors import DataError
+from mlops_dagster.io.storage import check_root, write_bytes
 
 
 def default_storage_root() -> str:
@@ -36,29 +38,11 @@ def content_hash(df: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
-def _is_local(path: UPath) -> bool:
-    return path.protocol in ("", "file", "local")
-
-
 def write_parquet(df: pd.DataFrame, path: UPath) -> None:
-    """Write one frame; locally via a temp file + rename so readers never see a partial file."""
-    if _is_local(path):
-        target = Path(path.path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                df.to_parquet(f, index=False)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return
+    """Write one frame whole (see `storage.write_bytes`): readers never see a partial file."""
     buf = io.BytesIO()
     df.to_parquet(buf, index=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as f:
-        f.write(buf.getvalue())
+    write_bytes(path, buf.getvalue())
 
 
 def read_parquet(path: UPath) -> pd.DataFrame:
@@ -74,7 +58,14 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     )
 
     def root(self) -> UPath:
-        return UPath(self.base_path) if self.base_path else UPath(default_storage_root()) / "data"
+        """The storage root every artifact goes under.
+
+        Raises:
+            StorageError: `base_path` names an object-store bucket that does not exist.
+        """
+        root = UPath(self.base_path) if self.base_path else UPath(default_storage_root()) / "data"
+        check_root(root)
+        return root
 
     def asset_dir(self, key: dg.AssetKey) -> UPath:
         return self.root().joinpath(*key.path)

@@ -19,6 +19,7 @@ import pandas as pd
 from upath import UPath
 
 from mlops_dagster.io.parquet import ParquetIOManager, read_parquet, write_parquet
+from mlops_dagster.io.storage import remove_tree
 
 QUARANTINE_DIR = ".quarantine"
 UNPARTITIONED = "__all__"
@@ -117,9 +118,7 @@ class Quarantine:
         if not (folder / REPORT).exists():
             return False
         (folder / REPORT).unlink()  # first: the entry stops counting even if the rest fails
-        for child in folder.iterdir():
-            child.unlink()
-        folder.rmdir()
+        remove_tree(folder)  # on object stores too, where a "folder" is only a key prefix
         return True
 
     def entries(self, key: dg.AssetKey | None = None) -> list[QuarantineEntry]:

@@ -69,22 +69,42 @@ def _read_sql(spec: PipelineSpec, partition: str | None) -> pd.DataFrame:
     return relation.df()
 
 
-def _call_python(spec: PipelineSpec, context: Any) -> pd.DataFrame:
+# What a source callable raises when the batch it reads is unreadable (0 bytes, garbage, a truncated
+# file): pyarrow's and pandas' read errors are ValueError / OSError subclasses. Anything else is a bug
+# in the callable (a TransformError), not bad data.
+UNREADABLE_ERRORS: tuple[type[Exception], ...] = (OSError, ValueError, EOFError)
+
+
+def _call_python(spec: PipelineSpec, context: Any, partition: str | None) -> pd.DataFrame:
     path = spec.dataset.source.python or ""
     fn = resolve_object(path)
+    which = f" for partition {partition}" if partition else ""
     try:
         df = fn(context)
+    except UNREADABLE_ERRORS as e:
+        raise DataError(
+            f"{spec.name}: source {path} cannot read the batch{which}: {type(e).__name__}: {e}"
+        ) from e
     except Exception as e:
         raise TransformError(f"{spec.name}: source {path} raised {type(e).__name__}: {e}") from e
     if not isinstance(df, pd.DataFrame):
-        raise TransformError(f"{spec.name}: source {path} returned {type(df).__name__}, expected a DataFrame")
+        raise DataError(
+            f"{spec.name}: source {path} returned {type(df).__name__}{which}, expected a DataFrame"
+        )
     return df
 
 
 def read_source(spec: PipelineSpec, context: Any, partition: str | None) -> pd.DataFrame:
+    """The batch of one partition.
+
+    Raises:
+        DataError: the batch cannot be read (missing, empty or unparsable file; a python source that
+            failed to read it or returned no DataFrame; a failed query).
+        TransformError: a python source raised something other than a read error (a bug in it).
+    """
     kind = spec.dataset.source.kind
     if kind == "uri":
         return _read_uri(spec, partition)
     if kind == "sql":
         return _read_sql(spec, partition)
-    return _call_python(spec, context)
+    return _call_python(spec, context, partition)

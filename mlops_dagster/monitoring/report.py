@@ -47,6 +47,15 @@ _MAX_LISTED_COLUMNS = 30
 
 
 @dataclass(frozen=True)
+class _Options:
+    """How Evidently is told to test: per-column methods and thresholds, and the dataset drift share."""
+
+    methods: dict[str, str]
+    thresholds: dict[str, float]
+    drift_share: float
+
+
+@dataclass(frozen=True)
 class ReportColumn:
     """Evidently's drift verdict on one column.
 
@@ -100,6 +109,9 @@ def run_drift_report(
     *,
     columns: list[str] | None = None,
     title: str = "",
+    methods: Mapping[str, str] | None = None,
+    thresholds: Mapping[str, float] | None = None,
+    drift_share: float = 0.5,
 ) -> DriftReportSummary:
     """Run Evidently's DataDriftPreset and save `out_dir/report.html` and `out_dir/report.json`.
 
@@ -111,6 +123,12 @@ def run_drift_report(
         columns: The columns to test. Default: every column present in both frames whose type
             Evidently can test (numerical, categorical or text; datetime columns are left out).
         title: Shown as the HTML page's title and stored as the snapshot's name.
+        methods: Per column, the stat test Evidently runs instead of its default (our method names are
+            Evidently's: "ks", "chisquare", "z", "wasserstein", "jensenshannon", "psi").
+        thresholds: Per column, the threshold instead of the method's default.
+        drift_share: Evidently's dataset rule: drift when at least this share of the columns drifted.
+            A pipeline passes its `max_drifted_share`, so the HTML shows the same settings; the
+            pipeline's own decision (`monitoring.decision.decide_drift`) is what its report records.
 
     Returns:
         The per-column verdicts and the dataset-level share and decision, read from the saved JSON.
@@ -120,7 +138,10 @@ def run_drift_report(
             of a type Evidently cannot test, or Evidently rejects the data.
     """
     selected = _select_columns(reference, current, columns)
-    snapshot_json, page = _run_evidently(reference[selected], current[selected], selected, columns, title)
+    options = _Options(dict(methods or {}), dict(thresholds or {}), drift_share)
+    snapshot_json, page = _run_evidently(
+        reference[selected], current[selected], selected, columns, title, options
+    )
 
     verdicts, share, dataset_drift = _read_snapshot(json.loads(snapshot_json))
 
@@ -179,6 +200,7 @@ def _run_evidently(
     selected: list[str],
     requested: list[str] | None,
     title: str,
+    options: _Options,
 ) -> tuple[str, str]:
     """Run the preset; return the snapshot JSON and the standalone HTML page."""
     with warnings.catch_warnings():
@@ -196,7 +218,13 @@ def _run_evidently(
     testable = {ColumnType.Numerical, ColumnType.Categorical, ColumnType.Text}
     tested = _testable_columns({c: (k in testable, k.name.lower()) for c, k in kinds.items()}, requested)
 
-    report = Report([DataDriftPreset(columns=tested)], include_tests=True)
+    preset = DataDriftPreset(
+        columns=tested,
+        drift_share=options.drift_share,
+        per_column_method={c: m for c, m in options.methods.items() if c in tested} or None,
+        per_column_threshold={c: t for c, t in options.thresholds.items() if c in tested} or None,
+    )
+    report = Report([preset], include_tests=True)
     try:
         snapshot = report.run(current_ds, reference_ds, name=title or None)
     except ValueError as e:

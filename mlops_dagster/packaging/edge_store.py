@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from mlops_dagster.errors import IntegrityError, PackagingError
-from mlops_dagster.packaging.onnx_bundle import MANIFEST_FILE, MODEL_FILE, sha256_hex, verify_bundle
+from mlops_dagster.packaging.onnx_bundle import (
+    MANIFEST_FILE,
+    MODEL_FILE,
+    place_files,
+    sha256_hex,
+    verify_bundle,
+)
 from mlops_dagster.registry.store_lock import tag_lock
 
 
@@ -87,3 +93,21 @@ def store_bundle_for_bento(bundle: str | Path, pipeline: str, version: str, sha2
     tag = store_bundle_in_bentoml(bundle, pipeline, version)
     stored_manifest = verify_bundle(bentoml.models.get(tag).path)
     return {"model_tag": tag, "sha256": stored_manifest["files"][MODEL_FILE]}
+
+
+def export_bundle(source: str | Path, out_dir: str | Path, *, version: str, model_sha256: str) -> Path:
+    """Copy a checked bundle (e.g. from the BentoML store) byte for byte to the folder `out_dir`, atomically.
+
+    The source and the copy are verified against the manifest, which must name this champion; BentoML's
+    own `model.yaml` is not copied.
+
+    Raises:
+        IntegrityError: a file of the source or of the copy is missing or altered, or the bundle
+            packages another champion.
+    """
+    src = Path(source)
+    manifest = verify_bundle(src, model_sha256=model_sha256, version=version)
+    files = {name: (src / name).read_bytes() for name in [*manifest["files"], MANIFEST_FILE]}
+    out = place_files(out_dir, files)
+    verify_bundle(out, model_sha256=model_sha256, version=version)
+    return out

@@ -315,21 +315,9 @@ def write_bundle(
     task: str,
     classes: Sequence[Any] | None = None,
 ) -> Path:
-    """Write the self-contained bundle folder: model.onnx, manifest.json, predictor.py, README.txt.
-
-    The folder is written under a temporary name next to `out_dir` and renamed into place, so readers see
-    either no bundle or a whole one. An existing valid bundle with the same manifest is kept as is; any
-    other folder at `out_dir` is replaced.
-
-    Args:
-        out_dir: the bundle folder to create.
-        onnx_bytes: the output of `convert_to_onnx`.
-        pipeline, version, model_sha256: the champion's registry identity (model card `version`, `sha256`).
-        features: feature columns in model order; feature_schema: column -> pandas dtype.
-        task: "classification" or "regression"; classes: the classifier's `classes_`.
-
-    Returns:
-        The bundle folder.
+    """Write the bundle folder `out_dir` (model.onnx, manifest.json, predictor.py, README.txt) atomically
+    (`place_files`); returns it. `onnx_bytes` come from `convert_to_onnx`; pipeline, version and
+    model_sha256 are the champion's identity; features in model order; classes: the classifier's `classes_`.
 
     Raises:
         PackagingError: the inputs disagree (see `build_manifest`).
@@ -353,8 +341,18 @@ def write_bundle(
     }
     manifest["files"] = {name: sha256_hex(data) for name, data in sorted(files.items())}
     manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    return place_files(out_dir, {**files, MANIFEST_FILE: manifest_bytes})
+
+
+def place_files(out_dir: str | Path, files: Mapping[str, bytes]) -> Path:
+    """Write a bundle's files (manifest included) as the folder `out_dir`, atomically.
+
+    Written under a temporary name next to `out_dir`, then renamed: readers see the old folder or the new.
+    """
+    from mlops_dagster.packaging import edge_predictor
+
     out = Path(out_dir)
-    if (out / MANIFEST_FILE).is_file() and (out / MANIFEST_FILE).read_bytes() == manifest_bytes:
+    if (out / MANIFEST_FILE).is_file() and (out / MANIFEST_FILE).read_bytes() == files[MANIFEST_FILE]:
         try:
             edge_predictor.verify_bundle(out)
             return out
@@ -366,7 +364,6 @@ def write_bundle(
         tmp.chmod(0o755)
         for name, data in files.items():
             (tmp / name).write_bytes(data)
-        (tmp / MANIFEST_FILE).write_bytes(manifest_bytes)
         if out.exists():
             old = out.with_name(f".{out.name}.{uuid.uuid4().hex}.old")
             os.replace(out, old)
@@ -379,15 +376,22 @@ def write_bundle(
     return out
 
 
-def verify_bundle(bundle_dir: str | Path) -> dict[str, Any]:
-    """Check every bundle file against the manifest and return the manifest.
+def verify_bundle(
+    bundle_dir: str | Path, *, model_sha256: str | None = None, version: str | None = None
+) -> dict[str, Any]:
+    """Check the whole bundle and return its manifest; nothing in it is run or loaded.
+
+    Every file the manifest names must match its sha256, and the folder may hold nothing else (but
+    Python's `__pycache__` and, in the BentoML store, BentoML's `model.yaml`). Given `model_sha256` or
+    `version`, the manifest must name that champion.
 
     Raises:
-        IntegrityError: the manifest is missing or a file is missing or altered.
+        IntegrityError: the manifest is missing, or a file is missing, altered or unexpected, or the
+            bundle packages another champion.
     """
     from mlops_dagster.packaging import edge_predictor
 
     try:
-        return edge_predictor.verify_bundle(bundle_dir)
+        return edge_predictor.verify_bundle(bundle_dir, model_sha256=model_sha256, version=version)
     except edge_predictor.BundleIntegrityError as e:
         raise IntegrityError(str(e)) from e

@@ -7,15 +7,13 @@ are only used inside `check_parity`.
 
 from __future__ import annotations
 
-import importlib.util
-import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops_dagster.errors import DataError, PackagingError
-from mlops_dagster.packaging.onnx_bundle import PREDICTOR_FILE, verify_bundle
+from mlops_dagster.packaging.onnx_bundle import verify_bundle
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,19 +48,15 @@ class ParityResult:
 
 
 def load_predictor(bundle_dir: str | Path) -> Any:
-    """The bundle's own `predictor.py`, imported from the bundle after its hashes are checked.
+    """The bundle's own `predictor.py`, run from the checked bytes after every bundle file is checked.
 
     Raises:
         IntegrityError: a bundle file is missing or altered.
     """
-    verify_bundle(bundle_dir)
-    path = Path(bundle_dir) / PREDICTOR_FILE
-    spec = importlib.util.spec_from_file_location(f"_mlops_edge_predictor_{uuid.uuid4().hex}", path)
-    if spec is None or spec.loader is None:
-        raise PackagingError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.Predictor(bundle_dir)
+    from mlops_dagster.packaging.edge_predictor import load_verified_predictor
+
+    verify_bundle(bundle_dir)  # IntegrityError naming the file at fault
+    return load_verified_predictor(bundle_dir)  # runs the bytes it hashed: nothing is imported from disk
 
 
 def _as_trained(holdout: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:

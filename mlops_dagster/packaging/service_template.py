@@ -1,4 +1,4 @@
-"""The BentoML service a cloud bento runs, copied verbatim into the bento as `mlops_bento_runtime.py`.
+"""The BentoML service a cloud bento runs, copied verbatim into the bento's `mlops_bento_runtime` package.
 
 Two runtimes, chosen at build time (`config["runtime"]`):
 
@@ -9,29 +9,34 @@ Two runtimes, chosen at build time (`config["runtime"]`):
   runs it in its thread pool). The fallback when the champion has no ONNX converter or parity failed.
 
 The bento must not need `mlops_dagster` (nor Dagster) at serve time, so this module imports only the
-standard library at the top, and the rest inside the functions that use them. A generated stub
-(`mlops_bento_service.py`) reads the build's `bento_config.json` and calls `make_service(config)`;
-`mlops_dagster.packaging.bento` uses `request_model` to report the API schema, so the schema in the
-build's metadata is the one the server validates with.
+standard library and its two siblings, copied with it (`service_http`: request limits and error
+answers; `edge_predictor`: the bundle check), at the top, and the rest inside the functions that use
+them. A generated stub (`mlops_bento_service.py`) reads the build's `bento_config.json` and calls
+`make_service(config)`; `mlops_dagster.packaging.bento` uses `request_model` to report the API schema,
+so the schema in the build's metadata is the one the server validates with. Requests are validated
+strictly: a number must be finite and fit a float32 (`NaN`, `Infinity`, `1e309`, `1e39` are a 400
+naming the field).
 
 No `from __future__ import annotations` here: BentoML and pydantic read the annotations at run time.
 """
 
 import hashlib
 import io
-import json
 from pathlib import Path
 from typing import Any
 
+from .service_http import (
+    PREDICT_PATH,
+    ModelInfoMiddleware,
+    install_client_error_logging,
+    max_body_bytes,
+)
+
 MODEL_FILE = "model.joblib"
+# The largest number a request may carry: the ONNX graph and sklearn's trees compute in float32.
+FLOAT32_MAX = 3.4028234663852886e38
 BUNDLE_MODEL_FILE = "model.onnx"
-BUNDLE_PREDICTOR_FILE = "predictor.py"
 RUNTIMES = ("onnx", "sklearn")
-MODEL_VERSION_HEADER = "X-Model-Version"
-MODEL_SHA256_HEADER = "X-Model-Sha256"
-HEALTH_PATH = "/healthz"
-VERSION_PATH = "/version"
-PREDICT_PATH = "/predict"
 
 
 def field_type(dtype: str) -> Any:
@@ -58,16 +63,32 @@ def row_model(features: list[str], schema: dict[str, str]) -> Any:
 
     Fields are stored under positional names (`f0`, `f1`, ...) with the feature name as alias, so any
     column name works (even `model_id` or `schema`) and validation errors report the feature name.
+    Numbers must be finite and fit a float32: JSON `NaN`, `Infinity`, `1e309` and `1e39` fail validation.
     """
-    from pydantic import ConfigDict, Field, create_model
+    from typing import Annotated
 
+    from pydantic import AfterValidator, ConfigDict, Field, create_model
+
+    bounds = {"minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX}
+    number = Annotated[float, AfterValidator(_fits_float32), Field(json_schema_extra=bounds)]
     fields: dict[str, Any] = {}
     for i, feature in enumerate(features):
         if feature not in schema:
             raise ValueError(f"feature {feature!r} has no dtype in the model card's feature_schema")
-        fields[f"f{i}"] = (field_type(schema[feature]), Field(..., alias=feature))
-    config = ConfigDict(extra="forbid", strict=True, populate_by_name=False, protected_namespaces=())
+        kind = field_type(schema[feature])
+        fields[f"f{i}"] = (number | None if kind == float | None else kind, Field(..., alias=feature))
+    config = ConfigDict(
+        extra="forbid", strict=True, populate_by_name=False, protected_namespaces=(), allow_inf_nan=False
+    )
     return create_model("Row", __config__=config, **fields)
+
+
+def _fits_float32(value: float) -> float:
+    if abs(value) > FLOAT32_MAX:
+        raise ValueError(
+            f"{value:g} is out of range: the model computes in float32 (at most {FLOAT32_MAX:.4g})"
+        )
+    return value
 
 
 def request_model(config: dict[str, Any]) -> Any:
@@ -125,30 +146,35 @@ def load_checked_model(config: dict[str, Any]) -> Any:
 
 
 def load_checked_bundle(config: dict[str, Any]) -> Any:
-    """The stored edge bundle's own `Predictor`, after checking it packages the build's champion.
+    """The stored edge bundle's own `Predictor`, once the whole bundle is checked against the build.
 
-    The predictor checks every bundle file against its manifest when it loads; this also checks that
-    the manifest names the champion's sha256 and that `model.onnx` is the file the bento was built with.
+    Before any bundle code runs: the sha256 of its manifest.json must be the one recorded at build time
+    (which pins every file's hash), the manifest must name the build's model version and sha256, every
+    file must match its hash and the folder must hold no file the manifest does not name (but BentoML's
+    `model.yaml` and an inert `__pycache__`). Then the bytes of `predictor.py` that were hashed are run:
+    nothing is imported from the store's folder.
 
     Raises:
-        RuntimeError: the stored bundle packages another model, or its ONNX file changed since the build.
+        RuntimeError: the stored bundle is not the one the bento was built with (naming the file or
+            field at fault); none of its code has run then.
     """
-    import importlib.util
-
     import bentoml
+
+    from .edge_predictor import BundleIntegrityError, load_verified_predictor
 
     stored = bentoml.models.get(config["onnx_model_tag"])
     folder = Path(stored.path)
-    spec = importlib.util.spec_from_file_location("mlops_bundle_predictor", folder / BUNDLE_PREDICTOR_FILE)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"model {config['onnx_model_tag']}: {folder} has no {BUNDLE_PREDICTOR_FILE}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    predictor = module.Predictor(folder)  # refuses a bundle whose files do not match its manifest
+    try:
+        predictor = load_verified_predictor(
+            folder,
+            manifest_sha256=config["bundle_manifest_sha256"],
+            model_sha256=config["sha256"],
+            version=config["version"],
+        )
+    except BundleIntegrityError as e:
+        raise RuntimeError(f"model {config['onnx_model_tag']}: {e}; refusing to serve it") from e
     manifest = predictor.manifest
     problems = []
-    if manifest.get("model_sha256") != config["sha256"]:
-        problems.append(f"it packages model sha256 {manifest.get('model_sha256')}, not {config['sha256']}")
     onnx_sha256 = (manifest.get("files") or {}).get(BUNDLE_MODEL_FILE)
     if onnx_sha256 != config["onnx_sha256"]:
         built_for = config["onnx_sha256"]
@@ -213,126 +239,6 @@ def predict_rows(model: Any, rows: list[Any], config: dict[str, Any]) -> dict[st
     return out
 
 
-def validation_message(detail: list[dict[str, Any]]) -> str:
-    """`rows[0].age: Input should be a valid number; ...` from pydantic's error list."""
-    parts = []
-    for error in detail:
-        where = ""
-        for item in error.get("loc", []):
-            where += f"[{item}]" if isinstance(item, int) else (f".{item}" if where else str(item))
-        parts.append(f"{where or 'body'}: {error.get('msg', 'invalid')}")
-    count = len(detail)
-    return f"invalid request ({count} error{'s' if count != 1 else ''}): " + "; ".join(parts)
-
-
-class ModelInfoMiddleware:
-    """ASGI middleware: model version and sha256 headers on every response, `GET /healthz` and
-    `GET /version`, and a readable `error` (naming each bad field) on the API's 400 responses."""
-
-    def __init__(
-        self, app: Any, version: str, sha256: str, info: dict[str, Any], max_body_bytes: int
-    ) -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-        self.headers = [
-            (MODEL_VERSION_HEADER.lower().encode(), version.encode()),
-            (MODEL_SHA256_HEADER.lower().encode(), sha256.encode()),
-        ]
-        self.info = info
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope.get("type") != "http":
-            await self.app(scope, receive, send)
-            return
-        path, method = scope.get("path", ""), scope.get("method", "GET")
-        if method in ("GET", "HEAD") and path in (HEALTH_PATH, VERSION_PATH):
-            payload = {"status": "ok", **self.info} if path == HEALTH_PATH else self.info
-            await self._json(send, 200, payload, head=method == "HEAD")
-            return
-        if path == PREDICT_PATH:
-            size = _content_length(scope)
-            if size is not None and size > self.max_body_bytes:
-                message = (
-                    f"request body is {size} bytes, over the limit of {self.max_body_bytes} bytes; "
-                    f"send at most {self.info['max_rows']} rows per request"
-                )
-                await self._json(send, 413, {"error": message})
-                return
-            await self.app(scope, receive, self._rewriting_send(send))
-        else:
-            await self.app(scope, receive, self._header_send(send))
-
-    def _header_send(self, send: Any) -> Any:
-        async def wrapped(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *self.headers]}
-            await send(message)
-
-        return wrapped
-
-    def _rewriting_send(self, send: Any) -> Any:
-        """Buffer a 400 JSON answer to replace its `error` with one naming the fields; pass others on."""
-        held: dict[str, Any] = {}
-        chunks: list[bytes] = []
-
-        async def wrapped(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                if message.get("status") == 400:
-                    held["start"] = message
-                    return
-                await send({**message, "headers": [*message.get("headers", []), *self.headers]})
-                return
-            if message["type"] != "http.response.body" or "start" not in held:
-                await send(message)
-                return
-            chunks.append(message.get("body", b""))
-            if message.get("more_body", False):
-                return
-            start = held.pop("start")
-            await self._json(send, 400, _readable(b"".join(chunks)), extra=start.get("headers", []))
-
-        return wrapped
-
-    async def _json(
-        self, send: Any, status: int, payload: Any, *, head: bool = False, extra: Any = ()
-    ) -> None:
-        body = json.dumps(payload).encode()
-        kept = [(k, v) for k, v in extra if k.lower() not in (b"content-length", b"content-type")]
-        headers = [
-            *kept,
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            *self.headers,
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if head else body})
-
-
-def _content_length(scope: Any) -> int | None:
-    for key, value in scope.get("headers", []):
-        if key.lower() == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
-
-
-def max_body_bytes(config: dict[str, Any]) -> int:
-    """A generous cap on the request body: 256 bytes per feature value plus 64 KiB, for `max_rows` rows."""
-    return int(config["max_rows"]) * (len(config["features"]) + 1) * 256 + 65536
-
-
-def _readable(body: bytes) -> Any:
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        return {"error": body.decode("utf-8", "replace")}
-    if isinstance(payload, dict) and isinstance(payload.get("detail"), list):
-        return {**payload, "error": validation_message(payload["detail"])}
-    return payload
-
-
 def service_info(config: dict[str, Any]) -> dict[str, Any]:
     """What `GET /version` and `GET /healthz` report about the served model."""
     runtime = config.get("runtime", "sklearn")
@@ -344,6 +250,7 @@ def service_info(config: dict[str, Any]) -> dict[str, Any]:
         "task": config["task"],
         "features": list(config["features"]),
         "max_rows": int(config["max_rows"]),
+        "max_body_bytes": max_body_bytes(config),
         "runtime": runtime,
         "served_model_tag": config["onnx_model_tag"] if runtime == "onnx" else config["model_tag"],
     }
@@ -390,6 +297,7 @@ def make_service(config: dict[str, Any]) -> Any:
         traffic={"timeout": 60},
         envs=envs,
     )(ModelService)
+    install_client_error_logging()
     service.add_asgi_middleware(
         ModelInfoMiddleware,
         version=config["version"],

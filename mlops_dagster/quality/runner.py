@@ -46,6 +46,10 @@ class ExpectationOutcome:
         unexpected_sample: Up to 20 unexpected values.
         result: GX's result dictionary, converted to JSON-serialisable values.
         error: Why the expectation could not be evaluated (for example a missing column), else None.
+        config_error: The expectation itself cannot run (invalid arguments, Great Expectations raised):
+            a problem of the spec, not of the data.
+        missing_columns: The columns it names that the DataFrame lacks (the caller decides whether that
+            is the data's fault or the spec's).
     """
 
     check_name: str
@@ -58,6 +62,8 @@ class ExpectationOutcome:
     unexpected_sample: list[Any] = field(default_factory=list)
     result: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    config_error: bool = False
+    missing_columns: list[str] = field(default_factory=list)
 
 
 def to_jsonable(value: Any) -> Any:
@@ -96,13 +102,14 @@ def to_jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _failed(name: str, expectation: ExpectationSpec, error: str) -> ExpectationOutcome:
+def _failed(name: str, expectation: ExpectationSpec, error: str, config: bool = False) -> ExpectationOutcome:
     return ExpectationOutcome(
         check_name=name,
         expectation_type=expectation.type,
         column=_column(expectation),
         success=False,
         error=error,
+        config_error=config,
     )
 
 
@@ -135,6 +142,8 @@ def _outcome(
 ) -> ExpectationOutcome:
     raw = dict(result.result or {})
     error = _exception_message(result.exception_info)
+    missing: list[Any] = []
+    config = False
     if error is not None:
         missing = [c for c in expectation_columns(expectation.kwargs) if _hashable(c) and c not in df.columns]
         if missing:
@@ -159,6 +168,7 @@ def _outcome(
                 )
             else:
                 error = f"{expectation.type}: Great Expectations raised: {error}"
+                config = True
     count, percent = raw.get("unexpected_count"), to_jsonable(raw.get("unexpected_percent"))
     sample = to_jsonable(raw.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]
     return ExpectationOutcome(
@@ -172,6 +182,8 @@ def _outcome(
         unexpected_sample=sample,
         result=to_jsonable(raw),
         error=error,
+        config_error=config,
+        missing_columns=[str(c) for c in missing],
     )
 
 
@@ -283,7 +295,7 @@ def run_expectations(df: pd.DataFrame, expectations: Sequence[ExpectationSpec]) 
         try:
             built[i] = build_expectation(expectation)
         except ValueError as e:  # validate_deep catches these at load time; specs built in code may not
-            outcomes[i] = _failed(name, expectation, f"invalid expectation: {e}")
+            outcomes[i] = _failed(name, expectation, f"invalid expectation: {e}", config=True)
     if built:
         results = _validate(df, list(built.values()))
         for (i, _), result in zip(built.items(), results, strict=True):

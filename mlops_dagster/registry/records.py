@@ -8,7 +8,7 @@ from typing import Any
 
 import dagster as dg
 
-from mlops_dagster.factory.keys import Meta, candidate_key, champion_key
+from mlops_dagster.keys import Meta, candidate_key, champion_key
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,43 @@ def _fetch(instance: dg.DagsterInstance, key: dg.AssetKey, pipeline: str, limit:
             if r:
                 out.append(r)
     return out
+
+
+@dataclass(frozen=True)
+class TrainedVersion:
+    """One content-addressed version and every training that produced it.
+
+    Retraining on unchanged data gives the same bytes, hence the same version: the registry shows it once.
+
+    Attributes:
+        latest: The newest candidate record of the version (its metrics, run and time).
+        trainings: How many candidate materializations produced it.
+        first_trained: When it was first trained (epoch seconds).
+    """
+
+    latest: VersionRecord
+    trainings: int
+    first_trained: float
+
+    @property
+    def version(self) -> str:
+        return self.latest.version
+
+
+def trained_versions(candidates: list[VersionRecord]) -> list[TrainedVersion]:
+    """Group candidate records by version; newest latest training first (input in any order)."""
+    groups: dict[str, list[VersionRecord]] = {}
+    for r in candidates:
+        groups.setdefault(r.version, []).append(r)
+    out = [
+        TrainedVersion(
+            latest=max(rs, key=lambda r: r.timestamp),
+            trainings=len(rs),
+            first_trained=min(r.timestamp for r in rs),
+        )
+        for rs in groups.values()
+    ]
+    return sorted(out, key=lambda v: v.latest.timestamp, reverse=True)
 
 
 def champion_history(instance: dg.DagsterInstance, pipeline: str, limit: int = 100) -> list[VersionRecord]:
@@ -124,6 +161,17 @@ def candidate_metadata(instance: dg.DagsterInstance, pipeline: str, version: str
         if md.get(Meta.VERSION) == version:
             return md
     return None
+
+
+def champion_dataset_schema(
+    instance: dg.DagsterInstance, pipeline: str
+) -> tuple[str | None, dict[str, str] | None]:
+    """(champion version, the raw dataset schema it was trained on), from its candidate record."""
+    champion = current_champion(instance, pipeline)
+    if champion is None:
+        return None, None
+    schema = (candidate_metadata(instance, pipeline, champion.version) or {}).get(Meta.DATASET_SCHEMA)
+    return champion.version, dict(schema) if isinstance(schema, dict) else None
 
 
 def find_version(instance: dg.DagsterInstance, pipeline: str, version: str) -> VersionRecord | None:

@@ -3,9 +3,12 @@
 A tick reads only what is new since its cursor: the dataset materializations after the last storage
 id it saw (a partition that failed its blocking checks is never materialized, so it is never seen), the
 champion's stored drift profile (checked against its sha256) and the new partitions' Parquet files.
-The decision is the fast path (`detect_drift` on the profile, numpy/scipy); Evidently's report for
-humans is requested as a run. A retrain is requested with a run key derived from (partition, champion
-version), so it fires once, and not again within `monitoring.drift.cooldown`.
+The decision is the fast path (`decide_drift`: `detect_drift` on the profile with the spec's methods
+and thresholds; drift when more than `max_drifted_share` of the columns drift). The drift report,
+requested as a run, records that same decision beside Evidently's report for humans. A bad drift
+setting is logged and given as the tick's skip reason, and the cursor still moves. A retrain is
+requested with a run key derived from (partition, champion version), so it fires once, and not again
+within `monitoring.drift.cooldown`.
 """
 
 import json
@@ -15,8 +18,8 @@ from typing import Any
 
 import dagster as dg
 
-from mlops_dagster.factory.keys import Tags, dataset_key, drift_report_job_name, drift_sensor_name
 from mlops_dagster.io.parquet import ParquetIOManager, read_parquet
+from mlops_dagster.keys import Tags, dataset_key, drift_report_job_name, drift_sensor_name
 from mlops_dagster.spec.models import PipelineSpec
 
 PAGE = 100
@@ -74,23 +77,13 @@ def new_partitions(
 def evaluate_partition(
     spec: PipelineSpec, io: ParquetIOManager, profile: Any, columns: list[str], partition: str | None
 ) -> PartitionDrift:
-    from mlops_dagster.monitoring import detect_drift
+    """The pipeline's drift decision on one partition (the same one its drift report records)."""
+    from mlops_dagster.monitoring.decision import DriftSettings, decide_drift
 
-    path = io.path_for(dataset_key(spec.name), partition)
-    frame = read_parquet(path)
-    drift = spec.monitoring.drift
-    present = [c for c in columns if c in frame.columns]
-    result = detect_drift(
-        profile,
-        frame[present] if present else frame,
-        columns=columns,
-        methods=dict(drift.methods) or None,
-        thresholds=dict(drift.thresholds) or None,
-    )
-    drifted = sorted(c for c, d in result.columns.items() if d.drifted)
-    return PartitionDrift(
-        partition, result.share_drifted, drifted, result.share_drifted > drift.max_drifted_share
-    )
+    frame = read_parquet(io.path_for(dataset_key(spec.name), partition))
+    settings = DriftSettings.from_spec(spec.monitoring.drift)
+    decision = decide_drift(profile, frame, settings, columns=columns)
+    return PartitionDrift(partition, decision.share_drifted, decision.drifted_columns, decision.drift)
 
 
 def build_drift_sensor(spec: PipelineSpec, retrain_job: Any, report_job: Any) -> dg.SensorDefinition:
@@ -111,6 +104,9 @@ def build_drift_sensor(spec: PipelineSpec, retrain_job: Any, report_job: Any) ->
     def _drift_sensor(  # the parameter name is the IO manager's resource key
         context: dg.SensorEvaluationContext, mlops_io_manager: dg.ResourceParam[ParquetIOManager]
     ) -> dg.SensorResult | dg.SkipReason:
+        from mlops_dagster.errors import DataError
+        from mlops_dagster.monitoring.decision import DriftSettings, DriftSettingsError
+        from mlops_dagster.registry.pool import ensure_champion_pool
         from mlops_dagster.registry.records import current_champion
         from mlops_dagster.registry.reference import load_reference_profile
         from mlops_dagster.registry.store import read_card
@@ -119,7 +115,13 @@ def build_drift_sensor(spec: PipelineSpec, retrain_job: Any, report_job: Any) ->
         partitions, last = new_partitions(context.instance, dataset_key(spec.name), cursor.last_storage_id)
         if not partitions:
             return dg.SkipReason("no new quality-passed partitions")
-        cursor.last_storage_id = last
+        cursor.last_storage_id = last  # moves even when a setting is bad: a tick never fails forever
+        problems = DriftSettings.from_spec(drift).problems()
+        if problems:
+            message = f"{spec.name}: drift not decided for {len(partitions)} partition(s): "
+            message += "; ".join(problems)
+            context.log.error(message)
+            return dg.SensorResult(skip_reason=message, cursor=cursor.dump())
         champion = current_champion(context.instance, spec.name)
         if champion is None:
             return dg.SensorResult(
@@ -139,8 +141,14 @@ def build_drift_sensor(spec: PipelineSpec, retrain_job: Any, report_job: Any) ->
         columns = list(card.get("drift_columns") or [])
         requests: list[dg.RunRequest] = []
         now = time.time()
+        errors: list[str] = []
         for partition in partitions:
-            outcome = evaluate_partition(spec, mlops_io_manager, profile, columns, partition)
+            try:
+                outcome = evaluate_partition(spec, mlops_io_manager, profile, columns, partition)
+            except (DriftSettingsError, DataError) as e:  # this partition is skipped, not retried forever
+                errors.append(f"{partition}: {e}")
+                context.log.error(f"{spec.name} {partition}: drift not decided: {e}")
+                continue
             context.log.info(
                 f"{spec.name} {partition}: {len(outcome.drifted)}/{len(columns)} columns drifted "
                 f"({outcome.share:.0%}): {outcome.drifted}"
@@ -173,13 +181,21 @@ def build_drift_sensor(spec: PipelineSpec, retrain_job: Any, report_job: Any) ->
                 )
             )
             cursor.last_fired_at, cursor.last_fired_key = now, run_key
-        return dg.SensorResult(run_requests=requests, cursor=cursor.dump())
+        if requests:
+            pool = ensure_champion_pool(context.instance, spec.name)  # the retrain's champion step waits
+            if pool.problem:
+                context.log.warning(f"{spec.name}: {pool.problem}")
+        more = f" | and {len(errors) - 3} more (see the tick's log)" if len(errors) > 3 else ""
+        skip = f"drift not decided for {len(errors)} partition(s): {' | '.join(errors[:3])}{more}"
+        return dg.SensorResult(
+            run_requests=requests, cursor=cursor.dump(), skip_reason=skip if errors and not requests else None
+        )
 
     return _drift_sensor
 
 
 def report_job_for(spec: PipelineSpec, partitions_def: dg.PartitionsDefinition | None) -> Any:
-    from mlops_dagster.factory.keys import drift_report_key
+    from mlops_dagster.keys import drift_report_key
 
     return dg.define_asset_job(
         name=drift_report_job_name(spec.name),

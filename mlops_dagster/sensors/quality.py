@@ -26,11 +26,10 @@ from typing import Any
 import dagster as dg
 
 from mlops_dagster.alerts import Alert, Notifier
-from mlops_dagster.factory.keys import Tags, dataset_key, quality_sensor_name
 from mlops_dagster.io.quarantine import UNPARTITIONED
+from mlops_dagster.keys import FEATURES_GROUP, Meta, Tags, dataset_key, quality_sensor_name
 from mlops_dagster.spec.models import PipelineSpec
 
-NOTIFIER_KEY = "mlops_notifier"
 HISTORY_PAGE = 200
 ALERT_BUDGET_SECONDS = 30.0  # per tick, from its start; Dagster gives up on a tick after 60 s
 # An alert is sent only with at least this much of the budget left: more than the notifier's
@@ -71,6 +70,9 @@ class QualityCursor:
 
 @dataclass(frozen=True)
 class Evaluation:
+    """One check evaluation. `kind` is `data`, or `config` when the check could not run (the spec's
+    fault, not the batch's); `warning` is a failed check of severity WARN (it refuses nothing)."""
+
     id: int
     run_id: str
     check: str
@@ -78,6 +80,13 @@ class Evaluation:
     partition: str
     passed: bool
     description: str | None
+    kind: str = "data"
+    warning: bool = False
+
+
+def _kind(data: dg.AssetCheckEvaluation) -> str:
+    entry = (data.metadata or {}).get(Meta.FAILURE_KIND)
+    return str(getattr(entry, "value", entry) or "data")
 
 
 def new_evaluations(
@@ -107,6 +116,8 @@ def new_evaluations(
                             data.partition or record.partition or UNPARTITIONED,
                             data.passed,
                             data.description,
+                            _kind(data),
+                            data.severity == dg.AssetCheckSeverity.WARN,
                         )
                     )
             if len(page) < HISTORY_PAGE or len(fresh) < len(page):
@@ -127,17 +138,47 @@ def _latest_runs(evaluations: list[Evaluation]) -> dict[tuple[str, str], list[Ev
     return grouped
 
 
+def holds_batches(spec: PipelineSpec, asset: str) -> bool:
+    """Whether an asset's failed checks quarantine a batch: the dataset and feature groups do."""
+    return asset == dataset_key(spec.name).to_user_string() or asset.startswith(f"{FEATURES_GROUP}/")
+
+
 def failure_alert(spec: PipelineSpec, asset: str, partition: str, failed: list[Evaluation]) -> Alert:
+    """The alert of one failing (asset, partition), saying what failed and what became of the batch."""
     names = ", ".join(e.check for e in failed)
+    where = asset if partition == UNPARTITIONED else f"{asset} {partition}"
+    config = [e for e in failed if e.kind == "config"]
+    data = [e for e in failed if e.kind != "config"]
+    lines = [
+        f"- {e.check}{' (configuration error)' if e.kind == 'config' else ''}: {e.description or 'failed'}"
+        for e in failed
+    ]
+    if not holds_batches(spec, asset):
+        title = f"{where}: {len(failed)} blocking check(s) failed"
+        lines.append(f"These checks are on {asset}, not on a data batch: no data is quarantined.")
+    elif data:
+        title = f"{where}: {len(failed)} blocking quality check(s) failed"
+        if config:
+            title += f" ({len(config)} could not run: configuration error)"
+        lines.append("The batch is quarantined; nothing trains on it.")
+    else:
+        title = f"{where}: {len(config)} quality check(s) could not run (configuration error)"
+        lines.append(
+            "The quality spec, not the data, is at fault: the batch is not quarantined, and nothing trains "
+            "on it until the spec is fixed and the partition is materialized again."
+        )
     return Alert(
-        title=f"{asset} {partition}: {len(failed)} blocking quality check(s) failed",
-        text="\n".join(f"- {e.check}: {e.description or 'failed'}" for e in failed)
-        + "\nThe batch is quarantined; nothing trains on it.",
-        severity="error",
+        title=title,
+        text="\n".join(lines),
+        severity="error" if data else "warning",
         pipeline=spec.name,
         asset_key=asset,
         partition=partition,
-        details={"failed_checks": [e.check for e in failed], "run_id": failed[0].run_id},
+        details={
+            "failed_checks": [e.check for e in failed],
+            "configuration_errors": [e.check for e in config],
+            "run_id": failed[0].run_id,
+        },
         dedupe_key=f"{spec.name}:{asset}:{partition}:quality:{names}",
     )
 
@@ -145,6 +186,8 @@ def failure_alert(spec: PipelineSpec, asset: str, partition: str, failed: list[E
 def _failing_entry(failed: list[Evaluation], previous: dict[str, Any] | None) -> dict[str, Any]:
     """The cursor's record of a failing partition; a new one (and one still unsent) has its alert pending."""
     entry: dict[str, Any] = {"run_id": failed[0].run_id, "checks": [e.check for e in failed]}
+    if any(e.kind != "data" for e in failed):
+        entry["kinds"] = [e.kind for e in failed]
     if previous is None or "pending" in previous:  # a new incident, or one not yet alerted
         since = previous["pending"].get("since", failed[0].id) if previous else failed[0].id
         descriptions = [_cut(e.description) for e in failed]
@@ -158,9 +201,11 @@ def _pending_alert(spec: PipelineSpec, slot: str, entry: dict[str, Any]) -> Aler
     descriptions: list[str | None] = list(entry["pending"].get("descriptions", []))
     checks: list[str] = list(entry.get("checks", [])) or ["unknown check"]
     descriptions += [None] * (len(checks) - len(descriptions))
+    kinds: list[str] = list(entry.get("kinds", []))
+    kinds += ["data"] * (len(checks) - len(kinds))
     failed = [
-        Evaluation(0, entry.get("run_id", ""), check, asset, partition, False, description)
-        for check, description in zip(checks, descriptions, strict=False)
+        Evaluation(0, entry.get("run_id", ""), check, asset, partition, False, description, kind)
+        for check, description, kind in zip(checks, descriptions, kinds, strict=False)
     ]
     return failure_alert(spec, asset, partition, failed)
 
@@ -199,7 +244,7 @@ def build_quality_sensor(
             return dg.SkipReason("no new quality check evaluations")
         requests = []
         for (asset, partition), evals in _latest_runs(evaluations).items():
-            failed = [e for e in evals if not e.passed]
+            failed = [e for e in evals if not e.passed and not e.warning]  # a warning refuses nothing
             slot = f"{asset}|{partition}"
             if failed:  # alert once per failing partition: only a new slot gets a pending alert
                 cursor.failing[slot] = _failing_entry(failed, cursor.failing.get(slot))

@@ -6,10 +6,11 @@ transform, python source) happens in `resolve.py`, lazily, so loading a spec imp
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -21,24 +22,82 @@ from pydantic import (
     model_validator,
 )
 
+from mlops_dagster.errors import SpecIssue
+from mlops_dagster.spec.source_map import Loc, SourceMap, format_loc
+
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 IMPORT_PATH_PATTERN = r"^[A-Za-z_][\w.]*([.:][A-Za-z_]\w*)$"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
-_DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_DURATION = timedelta(days=366)  # longer cooldowns and windows are typos (or `enabled: false`)
 
 
 def parse_duration(value: str | int | float) -> timedelta:
-    """Parse `90s`, `30m`, `6h`, `1d`, `2w` (or a number of seconds) into a timedelta."""
+    """Parse `90s`, `30m`, `6h`, `1d`, `2w` (or a number of seconds) into a timedelta.
+
+    Raises:
+        ValueError: not a duration, not finite, or longer than `MAX_DURATION`.
+    """
     if isinstance(value, int | float):
-        return timedelta(seconds=float(value))
-    match = _DURATION.match(value)
-    if not match:
-        raise ValueError(f"expected a duration like '30m', '6h' or '1d', got {value!r}")
-    return timedelta(**{_DURATION_UNITS[match.group(2)]: float(match.group(1))})
+        if not math.isfinite(value):
+            raise ValueError(f"expected a finite duration, got {value!r}")
+        seconds, shown = float(value), repr(value)
+    else:
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"expected a duration like '30m', '6h' or '1d', got {value!r}")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        shown = repr(value.strip())
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"duration {shown} is longer than {MAX_DURATION.days}d, the longest accepted")
+    return timedelta(seconds=seconds)
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Base of every spec model: unknown keys are errors, values are frozen, floats are finite."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Located(StrictModel):
+    """A spec that knows where it was written, so that a check can report file:line and field."""
+
+    _source_file: Path | None = PrivateAttr(None)
+    _where: tuple[SourceMap, Loc] | None = PrivateAttr(None)  # (source map, field-path prefix) from YAML
+
+    @property
+    def source_file(self) -> Path | None:
+        """The YAML file the spec came from (None for specs built in Python)."""
+        return self._source_file
+
+    def located(self, source_file: Path, source_map: SourceMap, prefix: Loc = ()) -> Self:
+        """A copy that reports issues at `source_map`'s lines, its fields under `prefix`.
+
+        Args:
+            source_file: The file the spec was read from (relative paths resolve against its folder).
+            source_map: Field path -> line of that file.
+            prefix: The field path of this spec inside the file (for example `("feature_groups", 2)`).
+        """
+        clone = self.model_copy()
+        clone._source_file = source_file
+        clone._where = (source_map, prefix)
+        return clone
+
+    def issue(self, loc: Loc, message: str) -> SpecIssue:
+        """An issue at field `loc` of this spec: file:line when read from YAML, `<spec NAME>` otherwise."""
+        if self._where is None:
+            return SpecIssue(f"<spec {getattr(self, 'name', '?')}>", None, format_loc(loc), message)
+        source_map, prefix = self._where
+        return source_map.issue((*prefix, *loc), message)
+
+    def place(self, loc: Loc) -> str:
+        """`file:line` of field `loc` (or `<spec NAME>`), to point at a second place in a message."""
+        found = self.issue(loc, "")
+        return f"{found.file}:{found.line}" if found.line else found.file
+
+    def origin(self) -> tuple[str, Loc] | None:
+        """The file and field path the spec was read from; None when built in Python."""
+        return None if self._where is None else (self._where[0].file, self._where[1])
 
 
 class SourceSpec(StrictModel):
@@ -94,6 +153,10 @@ class DatasetSpec(StrictModel):
     entity: str = Field(description="Entity key column")
     timestamp: str = Field(description="Event-time column")
     label: str = Field(description="Target column")
+    pii: list[str] = Field(
+        default_factory=list,
+        description="Columns holding personal data: never a model feature, masked in previews and logs",
+    )
 
     @field_validator("timestamp", "label")
     @classmethod
@@ -117,12 +180,65 @@ class ExpectationSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
+class PresenceCheckSpec(StrictModel):
+    """Inferred check `mlops_inferred_presence`: the share of nulls per column against the champion's."""
+
+    enabled: bool = True
+    max_null_increase: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Largest rise of a column's null share over the champion's training (0.1: 10 points)",
+    )
+
+
+class DomainCheckSpec(StrictModel):
+    """Inferred check `mlops_inferred_domain`: categorical values against those the champion saw."""
+
+    enabled: bool = True
+    max_unseen_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Largest share of a column's non-null values outside the champion's domain",
+    )
+
+
+class RangeCheckSpec(StrictModel):
+    """Inferred check `mlops_inferred_range`: numbers against the champion's training min and max."""
+
+    enabled: bool = True
+    tolerance: float = Field(
+        0.1,
+        ge=0,
+        le=100,
+        allow_inf_nan=False,
+        description="Slack on each side, as a fraction of the training range (max - min)",
+    )
+    blocking: bool = Field(False, description="Refuse the batch (severity ERROR) instead of warning")
+
+
+class InferredChecksSpec(StrictModel):
+    """Checks inferred from the champion's training profile (as TFDV and Deequ do), beside user rules."""
+
+    presence: PresenceCheckSpec = Field(default_factory=PresenceCheckSpec)
+    domain: DomainCheckSpec = Field(default_factory=DomainCheckSpec)
+    range: RangeCheckSpec = Field(default_factory=RangeCheckSpec)
+
+
 class QualitySpec(StrictModel):
     expectations: list[ExpectationSpec] = Field(default_factory=list)
     allow_new_columns: bool = Field(
         False,
         description="Accept columns the champion was not trained with (the schema guard fails otherwise)",
     )
+    allow_new_classes: bool = Field(
+        False,
+        description="Classification: accept label values the champion was not trained with (mlops_label)",
+    )
+    inferred: InferredChecksSpec = Field(default_factory=InferredChecksSpec)
 
 
 class ModelSpec(StrictModel):
@@ -131,7 +247,8 @@ class ModelSpec(StrictModel):
     params: dict[str, Any] = Field(default_factory=dict)
     metric: str = Field(description="An sklearn scorer name (greater is better)")
     features: list[str] | None = Field(
-        None, description="Dataset columns used as features; default all but entity, timestamp, label"
+        None,
+        description="Dataset columns used as features; default all but entity, timestamp, label and pii",
     )
     holdout: float = Field(0.2, gt=0, lt=1, description="Latest fraction of rows (by timestamp) held out")
 
@@ -147,13 +264,18 @@ class DriftMonitoringSpec(StrictModel):
     cooldown: timedelta = timedelta(hours=6)
     methods: dict[str, str] = Field(
         default_factory=dict,
-        description="Per-column drift method (ks, chisquare, z, wasserstein, jensenshannon)",
+        description="Per-column drift method (chisquare, jensenshannon, ks, psi, wasserstein, z)",
     )
-    thresholds: dict[str, float] = Field(default_factory=dict, description="Per-column drift threshold")
+    thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per-column drift threshold: a p-value below 1 (ks, chisquare, z) or a distance above 0",
+    )
 
     @field_validator("cooldown", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
+        if isinstance(value, timedelta) and value > MAX_DURATION:
+            raise ValueError(f"duration {value} is longer than {MAX_DURATION.days}d, the longest accepted")
         return parse_duration(value) if isinstance(value, str | int | float) else value
 
 
@@ -194,7 +316,7 @@ class ServingSpec(StrictModel):
     workers: int = Field(1, ge=1, le=64, description="Worker processes of the cloud bento's server")
 
 
-class FeatureGroupSpec(StrictModel):
+class FeatureGroupSpec(Located):
     """A feature group: one asset shared by every pipeline listed in `consumers`."""
 
     name: str = Field(pattern=NAME_PATTERN)
@@ -204,24 +326,23 @@ class FeatureGroupSpec(StrictModel):
     entity: str
     timestamp: str
     owners: list[str] = Field(default_factory=list)
-    pii: list[str] = Field(default_factory=list)
+    pii: list[str] = Field(
+        default_factory=list,
+        description="Columns holding personal data: hashed in the group's output, never a model feature",
+    )
     consumers: list[str] = Field(default_factory=list)
-    columns: list[str] | None = Field(None, description="Feature columns the transform must produce")
+    columns: list[str] | None = Field(
+        None,
+        description="Columns the transform must produce; those also in `pii` are hashed, not features",
+    )
     quality: QualitySpec = Field(default_factory=QualitySpec)
-
-    _source_file: Path | None = PrivateAttr(None)
-    _where: Any = PrivateAttr(None)  # (SourceMap, field-path prefix) when loaded from YAML
-
-    @property
-    def source_file(self) -> Path | None:
-        return self._source_file
 
 
 class FeatureGroupsFile(StrictModel):
     feature_groups: list[FeatureGroupSpec]
 
 
-class PipelineSpec(StrictModel):
+class PipelineSpec(Located):
     """One model pipeline: dataset -> features -> training set -> candidate -> champion -> serving."""
 
     name: str = Field(pattern=NAME_PATTERN)
@@ -235,14 +356,7 @@ class PipelineSpec(StrictModel):
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     serving: ServingSpec = Field(default_factory=ServingSpec)
 
-    _source_file: Path | None = PrivateAttr(None)
     _feature_groups: tuple[FeatureGroupSpec, ...] = PrivateAttr(())
-    _where: Any = PrivateAttr(None)  # (SourceMap, field-path prefix) when loaded from YAML
-
-    @property
-    def source_file(self) -> Path | None:
-        """The YAML file the spec came from (None for specs built in Python)."""
-        return self._source_file
 
     @property
     def base_dir(self) -> Path:
@@ -251,10 +365,16 @@ class PipelineSpec(StrictModel):
 
     @property
     def feature_groups(self) -> tuple[FeatureGroupSpec, ...]:
-        """The feature groups this pipeline consumes, resolved by `load_specs`."""
+        """The feature groups this pipeline consumes, attached by `resolve_specs` (and `load_specs`)."""
         return self._feature_groups
 
+    @property
+    def pii_columns(self) -> frozenset[str]:
+        """Every column declared PII for this pipeline: `dataset.pii` and its feature groups' `pii`."""
+        return frozenset(self.dataset.pii).union(*(g.pii for g in self._feature_groups))
+
     def with_feature_groups(self, groups: tuple[FeatureGroupSpec, ...]) -> PipelineSpec:
+        """A copy with `groups` attached: the groups `features` names, in its order."""
         clone = self.model_copy()
         clone._source_file = self._source_file
         clone._where = self._where

@@ -42,14 +42,31 @@ def resolve_object(path: str) -> Any:
 
 
 def _issue(spec: PipelineSpec | FeatureGroupSpec, loc: tuple[str | int, ...], message: str) -> SpecIssue:
-    where = spec._where
-    if where is None:
-        name = getattr(spec, "name", "?")
-        from mlops_dagster.spec.loader import format_loc
+    return spec.issue(loc, message)
 
-        return SpecIssue(f"<spec {name}>", None, format_loc(loc), message)
-    smap, prefix = where
-    return smap.issue((*prefix, *loc), message)
+
+def _param_problems(estimator: type, instance: Any, params: dict[str, Any]) -> list[tuple[str | None, str]]:
+    """Each parameter that breaks the estimator's own declared constraints, with sklearn's message.
+
+    sklearn estimators declare a constraint per parameter (type, interval, options) and check them all
+    at `fit` with `_validate_params`. Run here once, then per parameter, so each bad one is named
+    (None: sklearn refused the combination, not one parameter).
+    """
+    validate = getattr(instance, "_validate_params", None)  # absent outside sklearn
+    if validate is None:
+        return []
+    try:
+        validate()
+        return []
+    except (ValueError, TypeError) as e:  # sklearn's InvalidParameterError is both
+        whole = str(e)
+    problems: list[tuple[str | None, str]] = []
+    for name, value in params.items():
+        try:
+            estimator(**{name: value})._validate_params()
+        except (ValueError, TypeError) as e:
+            problems.append((name, str(e)))
+    return problems or [(None, whole)]
 
 
 def _check_scorer(name: str) -> str | None:
@@ -83,6 +100,10 @@ def _check_pipeline(spec: PipelineSpec) -> list[SpecIssue]:
             except TypeError as e:
                 issues.append(_issue(spec, ("model", "params"), f"{spec.model.estimator}: {e}"))
             else:
+                issues.extend(
+                    _issue(spec, ("model", "params", *((name,) if name else ())), problem)
+                    for name, problem in _param_problems(estimator, instance, spec.model.params)
+                )
                 if spec.model.task == "classification" and not is_classifier(instance):
                     issues.append(
                         _issue(spec, ("model", "estimator"), f"{spec.model.estimator} is not a classifier")

@@ -59,9 +59,36 @@ def holdout_for(df: pd.DataFrame, timestamp: str, cutoff: pd.Timestamp) -> pd.Da
     return df[df[timestamp] >= cutoff]
 
 
-def check_label(y: pd.Series, task: str, column: str) -> None:
+def refuse_pii(spec: PipelineSpec, features: list[str]) -> None:
+    """Fail before anything is fitted when a declared pii column is among the features.
+
+    Raises:
+        DataError: naming the columns and where pii is declared.
+    """
+    found = [c for c in features if c in spec.pii_columns]
+    if found:
+        raise DataError(
+            f"{spec.name}: column(s) {found} are declared pii (dataset.pii or a feature group's pii) and "
+            "cannot be model features; remove them from model.features (or the feature group's output)"
+        )
+
+
+def _days(timestamps: pd.Series | None) -> str:
+    """` (partitions a, b)`: the event days of some rows, which are their daily partitions."""
+    if timestamps is None:
+        return ""
+    days = sorted({pd.Timestamp(t).date().isoformat() for t in timestamps.dropna()})
+    if not days:
+        return ""
+    more = f" and {len(days) - 5} more" if len(days) > 5 else ""
+    return f" (partition{'s' if len(days) > 1 else ''} {', '.join(days[:5])}{more})"
+
+
+def check_label(y: pd.Series, task: str, column: str, timestamps: pd.Series | None = None) -> None:
+    """Raises DataError for labels no model can train on, naming the partitions (event days) at fault."""
     if y.isna().any():
-        raise DataError(f"label column {column!r} has {int(y.isna().sum())} null value(s)")
+        where = _days(timestamps[y.isna()] if timestamps is not None else None)
+        raise DataError(f"label column {column!r} has {int(y.isna().sum())} null value(s){where}")
     if task == "classification" and y.nunique() < 2:
         raise DataError(
             f"label column {column!r} has a single class ({y.iloc[0]!r}); classification needs at least two"
@@ -140,9 +167,10 @@ def train_candidate(spec: PipelineSpec, training_set: pd.DataFrame, features: li
     label, ts = spec.dataset.label, spec.dataset.timestamp
     if label in features:
         raise DataError(f"label {label!r} is among the model features {features}")
-    check_label(training_set[label], spec.model.task, label)
+    refuse_pii(spec, features)
+    check_label(training_set[label], spec.model.task, label, training_set[ts])
     train, holdout, cutoff = split_holdout(training_set, ts, spec.model.holdout)
-    check_label(train[label], spec.model.task, label)
+    check_label(train[label], spec.model.task, label, train[ts])
     X_train, y_train = prepare_frame(spec, train, features)
     X_hold, y_hold = prepare_frame(spec, holdout, features)
     model = _pipeline(spec, X_train)

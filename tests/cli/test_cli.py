@@ -21,7 +21,7 @@ import pytest
 
 from mlops_dagster import build_definitions
 from mlops_dagster.cli import main
-from mlops_dagster.factory.keys import Meta, Tags, champion_key
+from mlops_dagster.keys import Meta, Tags, champion_key
 from mlops_dagster.registry import records
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -342,3 +342,51 @@ def test_rollback_target(events: list[tuple[str, str]], target: str | None) -> N
     history = [_rec(v, d, float(i)) for i, (v, d) in enumerate(events)][::-1]  # newest first
     found = records.rollback_target(history)
     assert (found.version if found else None) == target
+
+
+# ------------------------------------------------------------------------------------------------
+# registry list: one row per content-addressed version
+# ------------------------------------------------------------------------------------------------
+
+
+def test_registry_list_shows_a_retrained_version_once(
+    storage: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    defs = build_definitions(PIPELINES)
+    for day in DAYS[:8]:
+        _materialize(defs, [dg.AssetKey(["churn", "dataset"])], partition=day)
+    retrain = dg.AssetSelection.assets(
+        dg.AssetKey(["features", "customer_activity"]),
+        *(dg.AssetKey(["churn", a]) for a in ("training_set", "candidate", "champion")),
+    )
+    for _ in range(3):  # the same data three times: the same version, trained three times
+        _materialize(defs, retrain)
+    with dg.DagsterInstance.get() as instance:
+        trainings = records.candidate_history(instance, "churn")
+    assert len(trainings) == 3 and len({r.version for r in trainings}) == 1
+    version = trainings[0].version
+
+    code, out, err = _run(["registry", "list", "churn"], capsys)
+    assert code == 0, err
+    assert "1 version(s), 3 training run(s)" in out.splitlines()[0]
+    versions_table = out.split("Versions (newest first)")[1].split("Champion history")[0]
+    rows = [line for line in versions_table.splitlines() if version in line]
+    assert len(rows) == 1, versions_table
+    assert re.search(rf"\*\s+{version}\s+\S+ \S+ UTC\s+3\s+\S+\s+champion\s", rows[0]), rows[0]
+    assert "TRAININGS" in versions_table
+
+    code, out, err = _run(["registry", "list", "churn", "--json"], capsys)
+    assert code == 0, err
+    listed = json.loads(out)["versions"]
+    assert [(v["version"], v["trainings"], v["status"]) for v in listed] == [(version, 3, "champion")]
+    assert listed[0]["run_id"] == trainings[0].run_id  # the latest training's run
+    assert listed[0]["first_trained"] <= listed[0]["time"]
+
+
+def test_trained_versions_groups_by_version_newest_first() -> None:
+    history = [_rec("B", "", 5.0), _rec("A", "", 4.0), _rec("B", "", 3.0), _rec("A", "", 1.0)]
+    grouped = records.trained_versions(history)
+    assert [(v.version, v.trainings, v.first_trained, v.latest.timestamp) for v in grouped] == [
+        ("B", 2, 3.0, 5.0),
+        ("A", 2, 1.0, 4.0),
+    ]

@@ -20,7 +20,7 @@ from dagster.components.testing import DefsFolderSandbox, create_defs_folder_san
 import mlops_dagster
 from mlops_dagster import MLPipelineComponent, PipelineSpec, build_definitions
 from mlops_dagster.component import FeatureGroupAttributes
-from mlops_dagster.factory.keys import Meta
+from mlops_dagster.keys import Meta
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINES = ROOT / "pipelines"
@@ -296,6 +296,59 @@ def test_component_without_attributes_names_the_missing_fields(sandbox: DefsFold
     assert all(field in message for field in ("name", "dataset", "model")), message
 
 
+def _pii_feature(attributes: dict[str, Any]) -> None:
+    attributes["dataset"]["pii"] = ["email"]
+    attributes["model"]["features"] = ["tenure_months", "email"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "line_of", "expected"),
+    [
+        (
+            _set(("model", "features"), ["tenure_months", "churned"]),
+            "- churned",
+            "attributes.model.features[1]: label 'churned' is used as a feature",
+        ),
+        (
+            _pii_feature,
+            "- email",
+            "attributes.model.features[1]: 'email' is declared PII (dataset.pii): PII is never a model "
+            "feature",
+        ),
+        (
+            _set(("monitoring", "drift", "methods"), {"tenure_months": "kss"}),
+            "tenure_months: kss",
+            "attributes.monitoring.drift.methods.tenure_months: unknown drift method 'kss'",
+        ),
+        (
+            _set(("monitoring", "drift", "thresholds"), {"tenure_months": 5.0}),
+            "tenure_months: 5.0",
+            "attributes.monitoring.drift.thresholds.tenure_months: 5.0 must be below 1",
+        ),
+        (_set(("gates", "min"), {"roc_auc": float("nan")}), "roc_auc: .nan", "finite number"),
+        (_set(("monitoring", "drift", "cooldown"), "99999999999999w"), "cooldown:", "longer than 366d"),
+    ],
+    ids=["label-feature", "pii-feature", "drift-method", "drift-threshold", "nan-gate", "huge-cooldown"],
+)
+def test_component_refuses_what_load_specs_refuses(
+    sandbox: DefsFolderSandbox, edit: Callable[[dict[str, Any]], None], line_of: str, expected: str
+) -> None:
+    """The component's spec goes through the loader's checks (`dg check defs` used to accept these)."""
+    path = sandbox.scaffold_component(component_cls=MLPipelineComponent, defs_path="churn")
+    document = yaml.safe_load((path / "defs.yaml").read_text())
+    edit(document["attributes"])
+    text = yaml.safe_dump(document, sort_keys=False)
+    (path / "defs.yaml").write_text(text)
+    line = [i for i, s in enumerate(text.splitlines(), 1) if line_of in s][-1]
+
+    with pytest.raises(Exception) as info:
+        with sandbox.build_all_defs() as defs:
+            defs.resolve_asset_graph()
+    message = error_text(info.value)
+    assert f"defs.yaml:{line}" in message, message
+    assert expected in message, message
+
+
 # (e) the real dg CLI in a scratch project
 
 
@@ -374,6 +427,32 @@ def test_dg_cli_lists_scaffolds_and_checks(tmp_path: Path) -> None:
     checked = _dg(project, home, "check", "defs")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "All definitions loaded successfully" in checked.stdout + checked.stderr
+
+
+def test_dg_check_defs_reports_a_spec_error_in_one_line(tmp_path: Path) -> None:
+    """An unknown feature group is one `file:line field: message` line, not our stack of frames."""
+    project = _scratch_project(tmp_path)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    scaffolded = _dg(project, home, "scaffold", "defs", TYPE, "churn")
+    assert scaffolded.returncode == 0, scaffolded.stdout + scaffolded.stderr
+    defs_yaml = (project / "src" / "scratch" / "defs" / "churn" / "defs.yaml").resolve()
+    lines = defs_yaml.read_text().splitlines()
+    index = next(i for i, s in enumerate(lines) if s.startswith("  features: []"))
+    lines[index] = "  features: [nope]"
+    defs_yaml.write_text("\n".join(lines) + "\n")
+
+    checked = _dg(project, home, "check", "defs")
+    output = checked.stdout + checked.stderr
+    assert checked.returncode != 0, output
+    our_frames = [s for s in output.splitlines() if s.lstrip().startswith("File ") and "mlops_dagster" in s]
+    assert len(our_frames) <= 1, output  # the component's `load`, which re-raises the issues
+    said = [s for s in output.splitlines() if "nope" in s]
+    assert said == [
+        f"mlops_dagster.errors.SpecError: {defs_yaml}:{index + 1} attributes.features[0]: "
+        "unknown feature group 'nope' (known: none loaded)"
+    ], output
 
 
 def test_import_stays_light() -> None:

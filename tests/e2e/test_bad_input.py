@@ -119,10 +119,11 @@ CASES = {
         True,
     ),
     "single-class label": (lambda f: f.assign(y=1), ["label column 'y'", "single class"], False),
+    # Refused at the dataset by the built-in label check, so the batch is quarantined, never stored.
     "null labels": (
         lambda f: f.assign(y=f["y"].astype(float).where(f.index % 7 != 0)),
-        ["label column 'y'", "null"],
-        False,
+        ["mlops_label", "label `y`", "null value(s)"],
+        True,
     ),
 }
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from mlops_dagster.factory.keys import Meta
+from mlops_dagster.keys import Meta
 from mlops_dagster.registry import records
 from mlops_dagster.registry.store import read_card
 
@@ -155,3 +155,33 @@ def _model_dir(pipeline: str, version: str) -> Path:
     import bentoml
 
     return Path(bentoml.models.get(f"{pipeline}:{version}").path)
+
+
+def test_demo_summary_does_not_contradict_itself(trained, monkeypatch):  # type: ignore[no-untyped-def]
+    """A new champion whose packaging step failed is reported as both, never as a failed retrain."""
+    from assets.demo import retrain_outcome
+    from mlops_dagster.packaging import bento
+
+    defs, instance = trained
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(bento, "build_bento", broken)
+    result = dg.materialize(
+        list(defs.assets),
+        selection=[K(["churn", "bento"])],
+        instance=instance,
+        resources=defs.resources,
+        raise_on_error=False,
+    )
+    assert not result.success
+    lines = retrain_outcome(instance, "churn", result, before=None)  # as if this run had promoted it
+    champion = records.current_champion(instance, "churn")
+    assert lines[0].startswith(f"churn: champion {champion.version[:12]}") and lines[0].endswith(
+        "new champion"
+    )
+    assert lines[1].startswith("packaging step FAILED (churn__bento: ") and "disk full" in lines[1]
+    assert not any("retrain run FAILED" in line for line in lines)
+    kept = retrain_outcome(instance, "churn", result, before=champion.version)
+    assert len(kept) == 1 and kept[0].startswith("retrain run FAILED") and "champion unchanged" in kept[0]

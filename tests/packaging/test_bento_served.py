@@ -8,9 +8,11 @@ happens).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from email.message import Message
 from importlib import metadata
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -157,12 +160,23 @@ def _post(url: str, body: bytes, content_type: str = "application/json") -> tupl
         return e.code, e.headers, json.loads(e.read())
 
 
+@dataclass(frozen=True)
+class Served:
+    url: str
+    log: Path  # the server's stdout and stderr (unbuffered)
+
+
 @pytest.fixture(scope="module")
-def server(bento: BentoResult, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def served(bento: BentoResult, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """`bentoml serve <bento tag>` on 127.0.0.1, ready; killed (whole process group) afterwards."""
     port = _free_port()
     log = tmp_path_factory.mktemp("bento-serve") / "serve.log"
-    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "DO_NOT_TRACK": "1"}  # BENTOML_HOME: conftest's
+    env = {  # BENTOML_HOME: conftest's
+        **os.environ,
+        "BENTOML_DO_NOT_TRACK": "true",
+        "DO_NOT_TRACK": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
     cmd = [sys.executable, "-m", "bentoml", "serve", bento.tag, "--host", "127.0.0.1", "--port", str(port)]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -180,7 +194,7 @@ def server(bento: BentoResult, tmp_path_factory: pytest.TempPathFactory) -> Iter
             if time.monotonic() > deadline:
                 pytest.fail(f"not ready after {READY_TIMEOUT:.0f} s:\n{log.read_text()[-4000:]}")
             time.sleep(0.25)
-        yield url
+        yield Served(url, log)
     finally:
         for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
             try:
@@ -192,6 +206,11 @@ def server(bento: BentoResult, tmp_path_factory: pytest.TempPathFactory) -> Iter
                 break
             except subprocess.TimeoutExpired:
                 continue
+
+
+@pytest.fixture(scope="module")
+def server(served: Served) -> str:
+    return served.url
 
 
 def _json_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -302,6 +321,21 @@ BAD_REQUESTS = [
         id="oversized",
     ),
     pytest.param(b"age=51&plan=pro", 400, "Invalid JSON", id="non-JSON body"),
+    *[
+        pytest.param(
+            b'{"rows": [{"age": %s, "visits": 3, "plan": "pro", "region": null}]}' % literal,
+            400,
+            "rows[0].age: Input should be a finite number",
+            id=f"{literal.decode()} literal",
+        )
+        for literal in (b"NaN", b"Infinity", b"-Infinity", b"1e309", b"-1e309")
+    ],
+    pytest.param(
+        {"rows": [GOOD, {**GOOD, "visits": float("inf")}]},
+        400,
+        "rows[1].visits: Input should be a finite number",
+        id="json.dumps infinity",
+    ),
 ]
 
 
@@ -324,6 +358,109 @@ def test_a_body_over_the_cap_is_refused_from_its_headers(server: str, trained: T
     assert resp.status == 413, out
     assert f"send at most {MAX_ROWS} rows" in out["error"]
     assert resp.headers["X-Model-Version"] == trained.stored.version
+
+
+def _raw_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes, bool]:
+    """Status, headers and body of one HTTP/1.1 answer read off `sock`, and whether the server then
+    closed the connection (the next read is end-of-file)."""
+    import http.client
+
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    body = response.read()
+    headers = {k.lower(): v for k, v in response.getheaders()}
+    closed = sock.recv(1) == b""
+    return response.status, headers, body, closed
+
+
+def test_a_chunked_body_is_cut_off_at_the_cap(server: str, trained: Trained) -> None:
+    """No Content-Length: the server counts the chunks it receives and answers 413 one byte past the cap,
+    without waiting for the body to end (the final chunk is never sent), then closes the connection."""
+    from urllib.parse import urlparse
+
+    cap = json.loads(_get(f"{server}/version")[2])["max_body_bytes"]
+    where = urlparse(server)
+    with socket.create_connection((where.hostname, where.port), timeout=60) as sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        left = cap + 1
+        while left:
+            chunk = b" " * min(left, 65536)  # whitespace: valid JSON padding, were it ever parsed
+            left -= len(chunk)
+            # The last chunk's closing CRLF is not sent either: the server reads every byte sent (so it
+            # closes cleanly, with nothing unread), and the body stays open: only a server that stops at
+            # the cap answers at all.
+            sock.sendall(b"%x\r\n%s%s" % (len(chunk), chunk, b"\r\n" if left else b""))
+        status, headers, body, closed = _raw_response(sock)
+    assert status == 413, body
+    assert f"over the limit of {cap} bytes" in json.loads(body)["error"]
+    assert headers["x-model-version"] == trained.stored.version
+    assert closed
+
+
+def test_a_chunked_body_within_the_cap_is_served(server: str, trained: Trained) -> None:
+    """Chunked requests under the cap still work (the middleware hands the whole body on)."""
+    from urllib.parse import urlparse
+
+    body = json.dumps({"rows": [GOOD, NO_PLAN | {"plan": None}]}).encode()
+    where = urlparse(server)
+    with socket.create_connection((where.hostname, where.port), timeout=60) as sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        )
+        for i in range(0, len(body), 7):
+            sock.sendall(b"%x\r\n%s\r\n" % (len(body[i : i + 7]), body[i : i + 7]))
+        sock.sendall(b"0\r\n\r\n")
+        status, _, answer, _ = _raw_response(sock)
+    assert status == 200, answer
+    assert len(json.loads(answer)["predictions"]) == 2
+
+
+def test_a_400_for_a_huge_body_stays_small(server: str) -> None:
+    """A row with 100 000 unknown keys: the answer names the first few and counts the rest."""
+    row = {**GOOD, **{f"k{i}": 0 for i in range(100_000)}}
+    raw = json.dumps({"rows": [row]}, separators=(",", ":")).encode()
+    status, _, out = _post(f"{server}/predict", raw)
+    assert status == 400
+    assert len(json.dumps(out)) < 4000
+    assert out["error"].startswith("invalid request (100000 errors): rows[0].k0: Extra inputs")
+    assert out["error"].endswith("and 99995 more") and out["error_count"] == 100_000
+    assert len(out["detail"]) == 5
+    garbage = b"\xff{" + b"x" * 500_000
+    status, _, out = _post(f"{server}/predict", garbage)
+    assert status == 400 and len(json.dumps(out)) < 2000 and "Invalid JSON" in out["error"]
+
+
+def test_a_number_too_large_for_float32_is_a_client_error(server: str) -> None:
+    """1e39 is a finite JSON number, but the models compute in float32: a 400 naming the field."""
+    status, _, out = _post(f"{server}/predict", json.dumps({"rows": [{**GOOD, "age": -1e39}]}).encode())
+    assert status == 400, out
+    assert "rows[0].age: Value error, -1e+39 is out of range: the model computes in float32" in out["error"]
+
+
+def test_client_errors_are_logged_at_info_without_a_traceback(served: Served) -> None:
+    """BentoML logs a handler's exception at ERROR with its stack; a client's mistake is one INFO line."""
+    marker = "unknown_field_for_the_log"
+    start = served.log.stat().st_size
+    status, _, _ = _post(f"{served.url}/predict", json.dumps({"rows": [{**GOOD, marker: 1}]}).encode())
+    assert status == 400
+
+    def logged_since() -> str:
+        with served.log.open("rb") as f:
+            f.seek(start)
+            return f.read().decode(errors="replace")
+
+    deadline = time.monotonic() + READY_TIMEOUT  # the line is written before the answer; allow slow disks
+    while marker not in logged_since():
+        assert time.monotonic() < deadline, logged_since()[-4000:]
+        time.sleep(0.1)
+    lines = logged_since().splitlines()
+    logged = [line for line in lines if marker in line]
+    assert len(logged) == 1 and "client error 400" in logged[0] and "INFO" in logged[0], logged
+    assert not any("Traceback" in line or "ERROR" in line for line in lines), "\n".join(lines[-40:])
 
 
 @pytest.mark.parametrize(("body", "status", "message"), BAD_REQUESTS)
@@ -374,8 +511,9 @@ def test_bento_is_self_contained_and_metadata_friendly(bento: BentoResult, train
     served = f"{s.pipeline}_edge:{s.version}" if bento.runtime == "onnx" else s.tag
     assert bento.served_model_tag == served
     assert f"tag: {served}" in bento_yaml  # the served model is a declared part of the bento
-    sources = "\n".join(p.read_text() for p in (Path(bento.path) / "src").glob("*.py"))
+    sources = "\n".join(p.read_text() for p in (Path(bento.path) / "src").rglob("*.py"))
     assert not re.search(r"^\s*(from|import) (mlops_dagster|dagster)\b", sources, re.M)
+    assert "from .service_http import" in sources and "from .edge_predictor import" in sources
     row = bento.api_schema["$defs"]["Row"]
     assert row["required"] == FEATURES and row["additionalProperties"] is False
     assert bento.api_schema["properties"]["rows"]["maxItems"] == MAX_ROWS
@@ -410,23 +548,67 @@ def test_service_refuses_a_model_not_hashing_to_the_build(trained: Trained) -> N
         load_checked_model({**config, "sha256": "0" * 64})
 
 
+def _onnx_config(trained: Trained, bundle: Path, build_dir: Path) -> dict[str, Any]:
+    """The config a bento serving `bundle` runs with, as its build wrote it."""
+    s = trained.stored
+    built = build_bento(
+        s.pipeline, s.version, s.sha256, onnx_bundle=bundle, build_dir=build_dir, containerize=False
+    )
+    return dict(json.loads((Path(built.path) / "src" / "bento_config.json").read_text()))
+
+
 def test_service_refuses_a_bundle_not_matching_the_build(
     trained: Trained, bundle: Path, tmp_path: Path
 ) -> None:
-    s = trained.stored
-    onnx_sha256 = json.loads((bundle / "manifest.json").read_text())["files"]["model.onnx"]
-    build_bento(s.pipeline, s.version, s.sha256, onnx_bundle=bundle, build_dir=tmp_path, containerize=False)
-    config = {
-        "onnx_model_tag": f"{s.pipeline}_edge:{s.version}",
-        "sha256": s.sha256,
-        "onnx_sha256": onnx_sha256,
-        "features": FEATURES,
-    }
+    config = _onnx_config(trained, bundle, tmp_path)
     assert load_checked_bundle(config).predict(dict.fromkeys(FEATURES)) in ([0], [1])
-    with pytest.raises(RuntimeError, match="packages model sha256 .*refusing to serve it"):
+    with pytest.raises(RuntimeError, match="model_sha256 is .*expected '0000.*refusing to serve it"):
         load_checked_bundle({**config, "sha256": "0" * 64})
+    with pytest.raises(RuntimeError, match="version is .*expected 'v0'.*refusing to serve it"):
+        load_checked_bundle({**config, "version": "v0"})
     with pytest.raises(RuntimeError, match="model.onnx has sha256 .*built for 1111"):
         load_checked_bundle({**config, "onnx_sha256": "1" * 64})
+    with pytest.raises(RuntimeError, match="manifest.json is .*recorded with 2222.*refusing to serve it"):
+        load_checked_bundle({**config, "bundle_manifest_sha256": "2" * 64})
+
+
+def _store_copy(config: dict[str, Any], where: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the stored bundle that the service's `bentoml.models.get` finds instead of the original."""
+    import bentoml
+
+    copy = where / "stored"
+    shutil.copytree(bentoml.models.get(config["onnx_model_tag"]).path, copy)
+    assert (copy / "model.yaml").is_file()  # BentoML's record, tolerated next to the bundle's files
+    monkeypatch.setattr(bentoml.models, "get", lambda tag: SimpleNamespace(path=str(copy), tag=tag))
+    return copy
+
+
+@pytest.mark.parametrize("how", ["predictor only", "predictor and manifest", "extra module"])
+def test_service_runs_no_code_from_a_tampered_bundle(
+    how: str, trained: Trained, bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line appended to the stored predictor.py never runs, even with the manifest rewritten to match."""
+    config = _onnx_config(trained, bundle, tmp_path / "build")
+    stored = _store_copy(config, tmp_path, monkeypatch)
+    assert load_checked_bundle(config).predict(dict.fromkeys(FEATURES)) in ([0], [1])  # the copy serves
+    marker = tmp_path / "marker"
+    line = f"\nimport pathlib; pathlib.Path({str(marker)!r}).write_text('ran')\n"
+    if how == "extra module":
+        (stored / "sitecustomize.py").write_text(line)
+        expected = "sitecustomize.py is not named in manifest.json"
+    else:
+        with (stored / "predictor.py").open("a") as f:
+            f.write(line)
+        expected = "sha256 of .*predictor.py is "
+    if how == "predictor and manifest":
+        manifest = json.loads((stored / "manifest.json").read_text())
+        manifest["files"]["predictor.py"] = hashlib.sha256((stored / "predictor.py").read_bytes()).hexdigest()
+        (stored / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        expected = "sha256 of .*manifest.json is .*the bundle was recorded with"
+    with pytest.raises(RuntimeError, match=expected) as info:
+        load_checked_bundle(config)
+    assert "refusing to serve it" in str(info.value)
+    assert not marker.exists()
 
 
 def test_a_bundle_of_another_model_is_refused_before_building(trained: Trained, tmp_path: Path) -> None:

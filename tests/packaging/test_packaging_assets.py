@@ -22,12 +22,28 @@ def _meta(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict:
     return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
 
 
+def _with_serving(random_state: int = 201, **update: object) -> dg.Definitions:
+    """The demo with churn's `serving` fields replaced, its model seeded so its versions are this file's."""
+    specs = []
+    for spec in load_specs(ROOT / "pipelines"):
+        if spec.name == "churn":
+            params = {**spec.model.params, "random_state": random_state}
+            spec = spec.model_copy(
+                update={
+                    "model": spec.model.model_copy(update={"params": params}),
+                    "serving": spec.serving.model_copy(update=update),
+                }
+            )
+        specs.append(spec)
+    return build_definitions(*specs)
+
+
 @pytest.fixture
-def packaged(demo_defs, helpers):  # type: ignore[no-untyped-def]
-    instance = dg.DagsterInstance.ephemeral()
-    assert helpers.range(demo_defs, instance, [K(["churn", "dataset"])], "2026-01-01", "2026-01-08").success
-    assert demo_defs.resolve_job_def("churn__retrain").execute_in_process(instance=instance).success
-    return demo_defs, instance
+def packaged(storage, helpers):  # type: ignore[no-untyped-def]
+    defs, instance = _with_serving(), dg.DagsterInstance.ephemeral()
+    assert helpers.range(defs, instance, [K(["churn", "dataset"])], "2026-01-01", "2026-01-08").success
+    assert defs.resolve_job_def("churn__retrain").execute_in_process(instance=instance).success
+    return defs, instance
 
 
 def test_retrain_packages_the_champion_for_cloud_and_edge(packaged):  # type: ignore[no-untyped-def]
@@ -59,69 +75,41 @@ def test_packaging_follows_the_champion(demo_defs):  # type: ignore[no-untyped-d
     graph = demo_defs.resolve_asset_graph()
     for key in (K(["churn", "bento"]), K(["churn", "edge_bundle"])):
         node = graph.get(key)
-        assert K(["churn", "champion"]) in node.parent_keys
-        assert node.automation_condition is not None  # rebuilt when the champion's version changes
+        assert node.parent_keys == {K(["churn", "champion"])}  # no training set: nothing is compared here
+    assert demo_defs.resolve_sensor_def("churn__packaging_sensor") is not None
     job = demo_defs.resolve_job_def("churn__retrain")
     assert {K(["churn", "bento"]), K(["churn", "edge_bundle"])} <= set(job.asset_layer.executable_asset_keys)
 
 
-def test_failing_parity_keeps_the_previous_bundle(packaged, monkeypatch):  # type: ignore[no-untyped-def]
-    from mlops_dagster.packaging import parity
+def test_a_tampered_stored_bundle_is_not_published(packaged):  # type: ignore[no-untyped-def]
+    """The edge bundle and the bento verify the checked bundle's hashes; the previous bundle stays."""
+    import bentoml
 
     defs, instance = packaged
     before = _meta(instance, K(["churn", "edge_bundle"]))
     files = {p.name: p.read_bytes() for p in Path(before["mlops/bundle"]).iterdir()}
-    real = parity.check_parity
-
-    def failing(*args, **kwargs):  # type: ignore[no-untyped-def]
-        result = real(*args, **kwargs)
-        return parity.ParityResult(
-            passed=False,
-            n_rows=result.n_rows,
-            label_agreement=0.5,
-            max_proba_diff=0.4,
-            max_rel_err=None,
-            details={"forced": "mismatch"},
-        )
-
-    monkeypatch.setattr(parity, "check_parity", failing)
-    result = dg.materialize(
-        list(defs.assets),
-        selection=[K(["churn", "edge_bundle"])],
-        instance=instance,
-        resources=defs.resources,
-        raise_on_error=False,
-    )
-    assert not result.success  # the blocking check failed the step
-    after = _meta(instance, K(["churn", "edge_bundle"]))
-    assert after == before  # no new materialization
+    stored = Path(bentoml.models.get(_meta(instance, K(["churn", "champion"]))["mlops/onnx_model"]).path)
+    original = (stored / "model.onnx").read_bytes()
+    (stored / "model.onnx").write_bytes(original + b"tampered")
+    try:
+        for key, node in (
+            (K(["churn", "edge_bundle"]), "churn__edge_bundle"),
+            (K(["churn", "bento"]), "churn__bento"),
+        ):
+            result = dg.materialize(
+                list(defs.assets),
+                selection=[key],
+                instance=instance,
+                resources=defs.resources,
+                raise_on_error=False,
+            )
+            assert not result.success
+            failure = result.failure_data_for_node(node)
+            assert failure is not None and "model.onnx" in str(failure.error)
+    finally:
+        (stored / "model.onnx").write_bytes(original)
+    assert _meta(instance, K(["churn", "edge_bundle"])) == before  # no new materialization
     assert {p.name: p.read_bytes() for p in Path(before["mlops/bundle"]).iterdir()} == files
-
-
-def _failing_parity(monkeypatch):  # type: ignore[no-untyped-def]
-    from mlops_dagster.packaging import parity
-
-    real = parity.check_parity
-
-    def failing(*args, **kwargs):  # type: ignore[no-untyped-def]
-        result = real(*args, **kwargs)
-        return parity.ParityResult(False, result.n_rows, 0.5, 0.4, None, {"forced": "mismatch"})
-
-    monkeypatch.setattr(parity, "check_parity", failing)
-
-
-def _with_serving(**update: object) -> dg.Definitions:
-    """The demo's definitions with churn's `serving` fields replaced."""
-    specs = []
-    for spec in load_specs(ROOT / "pipelines"):
-        if spec.name == "churn":
-            spec = spec.model_copy(update={"serving": spec.serving.model_copy(update=update)})
-        specs.append(spec)
-    return build_definitions(*specs)
-
-
-def _with_runtime(runtime: str) -> dg.Definitions:
-    return _with_serving(cloud_runtime=runtime)
 
 
 def _materialize_bento(defs: dg.Definitions, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
@@ -134,30 +122,11 @@ def _materialize_bento(defs: dg.Definitions, instance: dg.DagsterInstance) -> dg
     )
 
 
-def test_bento_falls_back_to_sklearn_when_parity_fails_unless_onnx_is_required(packaged, monkeypatch):  # type: ignore[no-untyped-def]
-    defs, instance = packaged
-    _failing_parity(monkeypatch)
-    assert _materialize_bento(defs, instance).success
-    bento = _meta(instance, K(["churn", "bento"]))
-    champion = records.current_champion(instance, "churn")
-    assert bento["mlops/runtime"] == "sklearn" and bento["mlops/served_model"] == f"churn:{champion.version}"
-    assert "ONNX parity with the champion failed" in bento["mlops/runtime_note"]
-    assert bento["mlops/label_agreement"] == 0.5
-
-    result = _materialize_bento(_with_runtime("onnx"), instance)
-    assert not result.success
-    failure = result.failure_data_for_node("churn__bento")
-    assert failure is not None and "serving.cloud_runtime is onnx, but ONNX parity" in str(failure.error)
-    assert _meta(instance, K(["churn", "bento"])) == bento  # nothing new recorded
-
-
 def test_sklearn_runtime_never_converts(packaged, monkeypatch):  # type: ignore[no-untyped-def]
     from mlops_dagster.packaging import onnx_bundle
 
     _, instance = packaged
-    defs = _with_runtime("sklearn")
-    node = defs.resolve_asset_graph().get(K(["churn", "bento"]))
-    assert K(["churn", "training_set"]) not in node.parent_keys
+    defs = _with_serving(cloud_runtime="sklearn")
 
     def no_conversion(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise AssertionError("converted to ONNX with cloud_runtime: sklearn")
@@ -171,31 +140,18 @@ def test_sklearn_runtime_never_converts(packaged, monkeypatch):  # type: ignore[
     )
 
 
-def test_parity_tolerances_come_from_the_spec(packaged):  # type: ignore[no-untyped-def]
-    """ONNX computes in float32: demanding exact probabilities fails parity, with the spec's numbers."""
+def test_parity_tolerances_come_from_the_spec(storage, helpers):  # type: ignore[no-untyped-def]
+    """float32 ONNX cannot match exact probabilities: the parity gate fails, with the spec's numbers."""
     from mlops_dagster.spec.models import ParitySpec
 
-    _, instance = packaged
-    before = _meta(instance, K(["churn", "edge_bundle"]))
-    strict = _with_serving(parity=ParitySpec(label_agreement=1.0, proba_atol=0.0))
-    result = dg.materialize(
-        list(strict.assets),
-        selection=[K(["churn", "edge_bundle"])],
-        instance=instance,
-        resources=strict.resources,
-        raise_on_error=False,
-    )
-    assert not result.success  # the blocking parity check failed
-    check = instance.get_latest_asset_check_evaluation_record(
-        dg.AssetCheckKey(K(["churn", "edge_bundle"]), "onnx_parity")
-    )
-    evaluation = check.event.dagster_event.event_specific_data
-    assert evaluation.passed is False
-    assert "'proba_atol': 0.0" in evaluation.description
-    assert "'label_tolerance': 1.0" in evaluation.description
-    assert _meta(instance, K(["churn", "edge_bundle"])) == before  # the previous bundle stays
-
-    # The bento, under the same spec, falls back to sklearn and says why.
-    assert _materialize_bento(strict, instance).success
-    bento = _meta(instance, K(["churn", "bento"]))
-    assert bento["mlops/runtime"] == "sklearn" and "parity" in bento["mlops/runtime_note"]
+    strict = _with_serving(random_state=202, parity=ParitySpec(label_agreement=1.0, proba_atol=0.0))
+    instance = dg.DagsterInstance.ephemeral()
+    assert helpers.range(strict, instance, [K(["churn", "dataset"])], "2026-01-01", "2026-01-08").success
+    assert strict.resolve_job_def("churn__retrain").execute_in_process(instance=instance).success
+    assert records.current_champion(instance, "churn") is None  # the only candidate failed parity
+    kept = records.decision_history(instance, "churn", limit=1)[0]
+    failed = [r for r in kept.reasons if r.startswith("FAIL")]
+    assert len(failed) == 1 and failed[0].startswith("FAIL onnx parity on ")
+    assert "(min 1.0)" in failed[0] and "(max 0.0)" in failed[0]
+    for key in (K(["churn", "bento"]), K(["churn", "edge_bundle"])):
+        assert instance.get_latest_materialization_event(key) is None  # nothing packaged

@@ -20,14 +20,14 @@ import pandas as pd
 import pytest
 
 from mlops_dagster import ParquetIOManager, build_definitions
-from mlops_dagster.factory.keys import (
+from mlops_dagster.io.quarantine import Quarantine
+from mlops_dagster.keys import (
     candidate_key,
     champion_key,
     dataset_key,
     retrain_job_name,
     training_set_key,
 )
-from mlops_dagster.io.quarantine import Quarantine
 from mlops_dagster.registry import records
 from tests.run_output import failure_text
 

@@ -37,7 +37,7 @@ def _file_size(path: UPath) -> int | None:
 
 def _check_lines(metadata: dict[str, Any]) -> list[str]:
     """The readable part of one check's metadata in a report: problems, observed value, unexpected rows."""
-    from mlops_dagster.factory.keys import Meta
+    from mlops_dagster.keys import Meta
 
     lines = []
     for problem in metadata.get(Meta.PROBLEMS) or []:
@@ -135,6 +135,10 @@ def cmd_show(args: argparse.Namespace) -> int:
             frame = quarantine.read(key, partition)
         except (OSError, ValueError) as e:  # pyarrow's errors are OSError / ValueError subclasses
             data_error = f"cannot read {folder / DATA}: {type(e).__name__}: {e}"
+    if frame is not None and report.get("pii"):  # declared personal data is never printed
+        from mlops_dagster.quality.pii import mask_columns
+
+        frame = mask_columns(frame, [str(c) for c in report["pii"]])
     raw = [f for f in files if f != DATA]
 
     if args.json:

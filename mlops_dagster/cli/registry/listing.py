@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from mlops_dagster.cli.output import clip, record_json, short, table
+from mlops_dagster.cli.output import clip, iso_time, record_json, short, table
 from mlops_dagster.cli.project import open_instance, require_pipeline_records
 from mlops_dagster.cli.registry.lookup import primary_metric, run_tags
+
+TRAININGS_READ = 1000  # candidate materializations read to group into versions
 
 
 def _status(version: str, champion: str | None, champions: set[str], rejected: set[str]) -> str:
@@ -21,15 +23,22 @@ def _status(version: str, champion: str | None, champions: set[str], rejected: s
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    """Print the registry of `args.name` as three tables, or as JSON with `--json`."""
-    from mlops_dagster.factory.keys import Tags
+    """Print the registry of `args.name` as three tables, or as JSON with `--json`.
+
+    Versions are content-addressed, so retraining on unchanged data gives a version again: it is shown
+    once, with its latest training and how many trainings produced it.
+    """
+    from mlops_dagster.keys import Tags
     from mlops_dagster.registry import records
 
     with open_instance() as instance:
         require_pipeline_records(instance, args.name)
-        candidates = records.candidate_history(instance, args.name, limit=args.limit)
+        trainings = records.candidate_history(instance, args.name, limit=max(args.limit, TRAININGS_READ))
         champions = records.champion_history(instance, args.name, limit=args.limit)
         decisions = records.decision_history(instance, args.name, limit=args.limit)
+        # Retraining on unchanged data gives the same content-addressed version: one row per version.
+        versions = records.trained_versions(trainings)[: args.limit]
+        candidates = [v.latest for v in versions]
         tags = run_tags(instance, {r.run_id for r in (*candidates, *champions, *decisions)})
     current = champions[0].version if champions else None
     was_champion = {r.version for r in champions}
@@ -41,10 +50,12 @@ def cmd_list(args: argparse.Namespace) -> int:
             "champion": current,
             "versions": [
                 {
-                    **record_json(r, tags.get(r.run_id, {})),
-                    "status": _status(r.version, current, was_champion, rejected),
+                    **record_json(v.latest, tags.get(v.latest.run_id, {})),
+                    "trainings": v.trainings,
+                    "first_trained": iso_time(v.first_trained),
+                    "status": _status(v.version, current, was_champion, rejected),
                 }
-                for r in candidates
+                for v in versions
             ],
             "champion_history": [record_json(r, tags.get(r.run_id, {})) for r in champions],
             "decisions": [record_json(r, tags.get(r.run_id, {})) for r in decisions],
@@ -53,12 +64,14 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
 
     metric = primary_metric(args.name, candidates, args.metric)
-    print(f"{args.name}: champion {current or '(none)'}; {len(candidates)} version(s)")
+    runs = sum(v.trainings for v in versions)
+    print(f"{args.name}: champion {current or '(none)'}; {len(versions)} version(s), {runs} training run(s)")
     print()
     print("Versions (newest first)")
-    if candidates:
+    if versions:
         rows = []
-        for r in candidates:
+        for v in versions:
+            r = v.latest
             if metric:
                 value = r.metrics.get(metric)
                 score = f"{value:.4f}" if value is not None else "-"
@@ -69,13 +82,15 @@ def cmd_list(args: argparse.Namespace) -> int:
                     "*" if r.version == current else " ",
                     r.version,
                     r.when,
+                    str(v.trainings),
                     score,
                     _status(r.version, current, was_champion, rejected),
                     tags.get(r.run_id, {}).get(Tags.TRIGGER, "manual"),
                     r.run_id[:8],
                 ]
             )
-        print(table(["", "VERSION", "TRAINED", metric or "METRICS", "STATUS", "TRIGGER", "RUN"], rows))
+        headers = ["", "VERSION", "LAST TRAINED", "TRAININGS", metric or "METRICS", "STATUS", "TRIGGER"]
+        print(table([*headers, "RUN"], rows))
     else:
         print("  (no candidate trained yet)")
     print()

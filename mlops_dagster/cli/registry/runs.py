@@ -19,11 +19,12 @@ from mlops_dagster.errors import RegistryError
 if TYPE_CHECKING:
     import dagster as dg
 
-    from mlops_dagster.registry.records import VersionRecord
+
+RECENT = 200  # registry events searched for this run's own decision
 
 
 def _champion_op(defs: dg.Definitions, name: str, source: str) -> tuple[dg.AssetKey, str]:
-    from mlops_dagster.factory.keys import champion_key
+    from mlops_dagster.keys import champion_key
 
     key = champion_key(name)
     keys = set(defs.resolve_all_asset_keys())
@@ -68,16 +69,35 @@ def _failure_message(result: Any) -> str:
     return "the run failed (see its event log in the Dagster UI)"
 
 
-def _run_champion(
-    args: argparse.Namespace, action: str, config: dict[str, Any], before: VersionRecord | None
-) -> int:
+def _join_the_pool(instance: dg.DagsterInstance, name: str, action: str) -> None:
+    """Make the champion pool serialize this decision with every other one; say when it must wait."""
+    from mlops_dagster.registry.pool import ensure_champion_pool
+
+    state = ensure_champion_pool(instance, name)
+    if state.per_run:
+        raise CliError(
+            f"cannot {action} {name} safely: {state.problem}. Set `concurrency: {{pools: "
+            f"{{granularity: op}}}}` in $DAGSTER_HOME/dagster.yaml, or launch {name}/champion from the "
+            "Dagster UI"
+        )
+    if state.problem:
+        print(f"warning: {state.problem}", file=sys.stderr)
+    if state.holders:
+        print(
+            f"waiting for pool {state.pool}: held by run {', '.join(state.holders)} "
+            "(one champion decision at a time)",
+            file=sys.stderr,
+        )
+
+
+def _run_champion(args: argparse.Namespace, action: str, config: dict[str, Any]) -> int:
     """Materialize `<p>/champion` with `config` in a run tagged by the CLI; report what moved."""
     import warnings
 
     import dagster as dg
     from dagster import DagsterError
 
-    from mlops_dagster.factory.keys import Tags
+    from mlops_dagster.keys import Tags
 
     defs, source = load_defs(args)
     key, op_name = _champion_op(defs, args.name, source)
@@ -89,6 +109,7 @@ def _run_champion(
         if not args.verbose:
             warnings.simplefilter("ignore")
         with open_instance() as instance:
+            _join_the_pool(instance, args.name, action)
             try:
                 result = dg.materialize(
                     assets,
@@ -105,10 +126,14 @@ def _run_champion(
                 ) from e
             from mlops_dagster.registry import records
 
-            after = records.current_champion(instance, args.name)
-            observed = [
-                r for r in records.decision_history(instance, args.name, limit=5) if r.run_id == result.run_id
+            # This run's own records, not the newest ones: other decisions may have followed it already.
+            moved = [
+                r for r in records.champion_history(instance, args.name, RECENT) if r.run_id == result.run_id
             ]
+            observed = [
+                r for r in records.decision_history(instance, args.name, RECENT) if r.run_id == result.run_id
+            ]
+            current = records.current_champion(instance, args.name)
     print(f"run {result.run_id} ({action} {args.name}) {'succeeded' if result.success else 'FAILED'}")
     if not result.success:
         err(f"{action} of {args.name} failed in run {result.run_id}: {_failure_message(result)}")
@@ -116,15 +141,19 @@ def _run_champion(
             for reason in r.reasons:
                 print(f"  - {reason}", file=sys.stderr)
         return 1
-    if after is None or after.run_id != result.run_id:  # no materialization: the champion did not move
-        reasons = observed[0].reasons if observed else []
-        print(f"champion unchanged: {after.version if after else '(none)'}")
-        for reason in reasons:
+    if not moved:  # no materialization: the champion did not move
+        kept = observed[0].previous if observed else (current.version if current else None)
+        print(f"champion unchanged: {kept or '(none)'}")
+        for reason in observed[0].reasons if observed else []:
             print(f"  - {reason}")
         return 0
-    print(f"champion of {args.name} is now {after.version} (was {before.version if before else '(none)'})")
+    # `previous` is the champion the decision read while it held the pool's slot (never a stale read).
+    after = moved[0]
+    print(f"champion of {args.name} is now {after.version} (was {after.previous or '(none)'})")
     for reason in after.reasons:
         print(f"  - {reason}")
+    if current is not None and current.run_id != after.run_id:
+        print(f"  (a later decision has since made {current.version} the champion)")
     return 0
 
 
@@ -135,9 +164,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
     with open_instance() as instance:
         require_pipeline_records(instance, args.name)
         record = resolve(records.candidate_history(instance, args.name, limit=1000), args.name, args.version)
-        before = records.current_champion(instance, args.name)
     config = {"action": "promote", "version": record.version, "reason": args.reason or ""}
-    return _run_champion(args, "promote", config, before)
+    return _run_champion(args, "promote", config)
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -162,4 +190,4 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             f"history ({why})"
         )
     config = {"action": "rollback", "reason": args.reason or ""}
-    return _run_champion(args, "rollback", config, history[0])
+    return _run_champion(args, "rollback", config)

@@ -1,10 +1,18 @@
-"""Asset keys, job and sensor names, and metadata / tag keys: defined once (CONTRACT.md section 4)."""
+"""Asset keys, job and sensor names, resource keys, and metadata / tag keys: defined once.
+
+A leaf module (it imports only dagster): the registry, the CLI and the sensors read these names
+without importing the factory. The names are CONTRACT.md section 4.
+"""
 
 from __future__ import annotations
 
 import dagster as dg
 
 FEATURES_GROUP = "features"
+
+# Resource keys the factory binds and the assets, checks and sensors require.
+IO_MANAGER_KEY = "mlops_io_manager"
+NOTIFIER_KEY = "mlops_notifier"
 
 
 def dataset_key(pipeline: str) -> dg.AssetKey:
@@ -55,6 +63,10 @@ def quality_sensor_name(pipeline: str) -> str:
     return f"{pipeline}__quality_sensor"
 
 
+def packaging_sensor_name(pipeline: str) -> str:
+    return f"{pipeline}__packaging_sensor"
+
+
 class Meta:
     """Metadata keys written by the library (namespaced `mlops/`), grouped by the asset or check writing them.
 
@@ -81,6 +93,8 @@ class Meta:
     TRIGGER = "mlops/trigger"
     DATASET_SCHEMA = "mlops/dataset_schema"
     DRIFT_COLUMNS = "mlops/drift_columns"
+    CLASSES = "mlops/classes"  # classification: the label values the version was trained on
+    DATASET_PROFILE = "mlops/dataset_profile"  # null shares, domains, ranges: the inferred checks' baseline
 
     # Datasets and feature groups: definition metadata, and the preview of a materialized frame.
     PIPELINE = "mlops/pipeline"
@@ -95,6 +109,8 @@ class Meta:
     SCHEMA = "mlops/schema"  # the champion's training schema the batch was checked against
     CHAMPION = "mlops/champion_version"  # also on the drift report
     PARTITION = "mlops/partition"
+    FAILURE_KIND = "mlops/failure_kind"  # `data`, or `config` (the check could not run: fix the spec)
+    NOTE = "mlops/note"  # why a built-in check passed without comparing (no champion yet, ...)
 
     # Drift report: the batch against the champion's training set.
     DRIFT_REPORT = "mlops/report"  # the HTML report
@@ -127,6 +143,8 @@ class Meta:
     LABEL_AGREEMENT = "mlops/label_agreement"
     MAX_PROBA_DIFF = "mlops/max_proba_diff"
     MAX_REL_ERR = "mlops/max_rel_err"
+    # On the champion decision: the parity-checked bundle in the BentoML store that packaging reuses.
+    ONNX_MODEL = "mlops/onnx_model"
 
 
 class Tags:
