@@ -82,3 +82,46 @@ def test_importtime_of_the_package_lists_no_heavy_library() -> None:
     assert "mlops_dagster" in imported, "no -X importtime output for mlops_dagster"
     heavy = sorted({m.split(".")[0] for m in imported} & set(HEAVY))
     assert heavy == [], f"`import mlops_dagster` imports {heavy}"
+
+
+# The registry, the CLI and the sensors read shared names from the leaf module `mlops_dagster.keys`;
+# importing them (or the leaf module) must not pull in the factory or the component.
+LEAF_USERS = [
+    "mlops_dagster.keys",
+    "mlops_dagster.registry.records",
+    "mlops_dagster.registry.pool",
+    "mlops_dagster.sensors.drift",
+    "mlops_dagster.sensors.quality",
+    "mlops_dagster.sensors.packaging",
+    "mlops_dagster.cli",
+    "mlops_dagster.cli.registry",
+    "mlops_dagster.cli.quarantine",
+]
+
+
+def test_registry_cli_and_sensors_do_not_import_the_factory() -> None:
+    script = (
+        "import importlib, json, sys\n"
+        f"for name in {LEAF_USERS!r}: importlib.import_module(name)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('mlops_dagster.'))))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "mlops_dagster.keys" in loaded  # the probe sees the imports
+    upper = [m for m in loaded if m.startswith("mlops_dagster.factory") or m == "mlops_dagster.component"]
+    assert upper == []
+
+
+def test_the_package_exports_load_on_first_use() -> None:
+    import mlops_dagster
+
+    assert "MLPipelineComponent" in dir(mlops_dagster)  # how `dg` discovers the component
+    assert set(mlops_dagster.__all__) == set(mlops_dagster._EXPORTS) and set(mlops_dagster.__all__) <= set(
+        dir(mlops_dagster)
+    )
+    assert mlops_dagster.build_definitions.__module__ == "mlops_dagster.factory.build"
+    with pytest.raises(AttributeError, match="no_such_name"):
+        mlops_dagster.no_such_name  # noqa: B018
