@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
@@ -112,7 +113,8 @@ def _column_profile(series: pd.Series) -> dict[str, Any]:
         if keys and len(keys) <= MAX_DOMAIN and len(keys) * MIN_REPEATS <= len(present):
             entry["domain"] = keys
     elif is_numeric(series):
-        finite = present[present.map(lambda v: math.isfinite(float(v)))]
+        values = present.to_numpy(dtype="float64", na_value=np.nan)
+        finite = values[np.isfinite(values)]
         if len(finite):
             entry["min"], entry["max"] = float(finite.min()), float(finite.max())
     return entry

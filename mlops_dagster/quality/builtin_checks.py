@@ -81,8 +81,7 @@ def label_outcome(
         note = f"the champion ({baseline.version}) recorded no classes: label values not compared"
     else:
         known = {value_key(c) for c in baseline.classes}
-        keys = series.dropna().map(value_key)
-        unseen = keys[~keys.isin(known)]
+        unseen = _unseen_keys(series.dropna(), known)
         if len(unseen):
             counts = unseen.value_counts()
             listed = ", ".join(
@@ -136,6 +135,16 @@ def presence_outcome(df: pd.DataFrame, baseline: Baseline, spec: PresenceCheckSp
     return CheckOutcome(PRESENCE_CHECK_NAME, not problems, problems, details=details)
 
 
+def _unseen_keys(series: pd.Series, known: set[str]) -> pd.Series:
+    """The `value_key`s of the (non-null) values of `series` that are not in `known`, one per row.
+
+    `value_key` runs once per distinct value, not once per row: a batch holds few distinct values.
+    """
+    new = [v for v in series.unique() if value_key(v) not in known]
+    hits = series[series.isin(new)] if new else series.iloc[:0]
+    return hits.map(value_key).astype(object)
+
+
 def domain_outcome(df: pd.DataFrame, baseline: Baseline, spec: DomainCheckSpec) -> CheckOutcome:
     """Each profiled categorical column's values against the values the champion saw."""
     early = _no_profile(DOMAIN_CHECK_NAME, baseline, df)
@@ -147,9 +156,8 @@ def domain_outcome(df: pd.DataFrame, baseline: Baseline, spec: DomainCheckSpec) 
         series = df[column].dropna()
         if not isinstance(domain, list) or series.empty or not is_categorical(df[column]):
             continue
-        keys = series.map(value_key)
-        unseen = keys[~keys.isin(set(domain))]
-        share = len(unseen) / len(keys)
+        unseen = _unseen_keys(series, set(domain))
+        share = len(unseen) / len(series)
         details[column] = {"unseen_share": share, "domain_size": len(domain)}
         if len(unseen) and share > spec.max_unseen_share:
             counts = unseen.value_counts()
