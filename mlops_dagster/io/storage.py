@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from upath import UPath
@@ -154,12 +154,17 @@ def put_tree(source: Path, target: UPath, *, last: str) -> UPath:
 
 
 def _swap_local_tree(source: Path, out: Path, names: Iterable[str]) -> None:
+    replace_local_folder(out, lambda tmp: [shutil.copyfile(source / name, tmp / name) for name in names])
+
+
+def replace_local_folder(out: Path, fill: Callable[[Path], object]) -> None:
+    """Replace the local folder `out` whole: `fill` writes the new files into a temporary folder beside
+    it, which is then renamed into place, so readers see the old folder or the new one, never a mix."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         tmp.chmod(0o755)
-        for name in names:
-            shutil.copyfile(source / name, tmp / name)
+        fill(tmp)
         if out.exists():
             old = out.with_name(f".{out.name}.{uuid.uuid4().hex}.old")
             os.replace(out, old)

@@ -1,15 +1,12 @@
 """Cloud packaging: one stored model version as a self-contained BentoML bento with a Dockerfile.
 
-`build_bento` writes a build folder (the service runtime, a stub naming the service, the build's
-config), builds the bento with the served model as a declared dependency (BentoML 1.4 keeps it in the
-model store and copies it into `bentoml export` archives and `bentoml containerize` images) and exact
-pins of the libraries it needs, and containerizes it when a Docker daemon answers.
-
-Given a parity-checked edge bundle, the bento serves it with onnxruntime (runtime `onnx`: the bundle is
-stored as `<pipeline>_edge:<version>`, and the image needs neither sklearn nor pandas); otherwise it
-serves the pickled champion with sklearn (runtime `sklearn`). Either way the service checks what it
-loads against the sha256s baked into the build. The bento needs neither Dagster nor `mlops_dagster` at
-serve time. BentoML is imported inside the functions (it honours `$BENTOML_HOME`).
+`build_bento` writes a build folder (service runtime, a stub naming the service, the build's config),
+builds the bento with the served model as a declared dependency (BentoML 1.4 copies it into `bentoml
+export` archives and images) and exact pins, and containerizes it when a Docker daemon answers. Given
+a parity-checked edge bundle (`<pipeline>_edge:<version>`) the bento serves it with onnxruntime
+(runtime `onnx`, no sklearn or pandas in the image), else the pickled champion with sklearn. The
+service checks what it loads against the sha256s baked into the build; it needs neither Dagster nor
+`mlops_dagster` at serve time. BentoML is imported inside functions (it honours `$BENTOML_HOME`).
 """
 
 from __future__ import annotations
@@ -65,8 +62,7 @@ class BentoResult:
         api_schema: JSON schema of the `POST /predict` request body.
         containerized: whether an image was built.
         containerize_note: the image tag, or why no image was built.
-        model_tag: the model's tag in the BentoML store.
-        model_version: the model version served.
+        model_tag, model_version: the served model's tag in the BentoML store, and its version.
         sha256: the model's sha256, checked by the service before loading.
         requirements: the pinned Python requirements baked into the image.
         python_version: the image's Python version (the one the model was pickled with).
@@ -93,17 +89,13 @@ class BentoResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as JSON-serialisable values."""
-        out = asdict(self)
-        out["requirements"] = list(self.requirements)
-        return out
+        return {**asdict(self), "requirements": list(self.requirements)}
 
 
 def pinned_requirements(estimator: str | None = None, runtime: str = "sklearn") -> list[str]:
-    """`name==version` for the libraries the service needs, as installed here.
-
-    For `sklearn`, the libraries the model was pickled with, and the estimator's own distribution (e.g.
-    `xgboost` for `xgboost.XGBClassifier`); for `onnx`, onnxruntime, numpy and pydantic.
-    """
+    """`name==version`, as installed here, of what the service needs: for `sklearn` the libraries the
+    model was pickled with plus the estimator's own distribution (`xgboost`); for `onnx`, onnxruntime,
+    numpy and pydantic."""
     names = list(ONNX_DISTRIBUTIONS if runtime == "onnx" else PINNED_DISTRIBUTIONS)
     top = (estimator or "").replace(":", ".").split(".")[0] if runtime != "onnx" else ""
     for dist in metadata.packages_distributions().get(top, []) if top else []:
@@ -351,8 +343,8 @@ def _build(
     from bentoml.exceptions import BentoMLException
 
     name, bento_version = bento_tag.split(":")
-    # BentoML imports the service in this process to check it; the generated modules have fixed names,
-    # so drop them before and after, or a second build in the same process would reuse the first.
+    # BentoML imports the service here to check it; the generated modules have fixed names: drop them
+    # before and after, or a second build in the same process would reuse the first.
     _forget_generated_modules()
     try:
         return bentoml.bentos.build(
@@ -401,9 +393,8 @@ def _containerize(bento_tag: str, pipeline: str, wanted: bool) -> tuple[bool, st
     import bentoml
     from bentoml.exceptions import BentoMLException
 
-    image = bento_tag
     try:
-        bentoml.container.build(bento_tag, backend="docker", image_tag=(image,))
+        bentoml.container.build(bento_tag, backend="docker", image_tag=(bento_tag,))
     except (BentoMLException, OSError, subprocess.SubprocessError) as e:
         raise PackagingError(f"`bentoml containerize {bento_tag}` failed ({why}): {e}") from e
-    return True, f"image {image} built with {why}"
+    return True, f"image {bento_tag} built with {why}"

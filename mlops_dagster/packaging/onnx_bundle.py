@@ -11,15 +11,12 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
-import shutil
-import tempfile
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from mlops_dagster.errors import IntegrityError, PackagingError
+from mlops_dagster.io.storage import replace_local_folder
 
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
@@ -358,21 +355,7 @@ def place_files(out_dir: str | Path, files: Mapping[str, bytes]) -> Path:
             return out
         except edge_predictor.BundleIntegrityError:
             pass  # damaged: rewrite it
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        tmp.chmod(0o755)
-        for name, data in files.items():
-            (tmp / name).write_bytes(data)
-        if out.exists():
-            old = out.with_name(f".{out.name}.{uuid.uuid4().hex}.old")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    replace_local_folder(out, lambda tmp: [(tmp / name).write_bytes(data) for name, data in files.items()])
     return out
 
 
