@@ -84,18 +84,11 @@ def known_columns(spec: PipelineSpec, baseline: Baseline) -> set[str]:
 def _config_issues(spec: PipelineSpec, results: list[dg.AssetCheckResult]) -> list[SpecIssue]:
     """The spec problems behind config-kind failures, each naming its expectation's file, line and field."""
     names = check_names(spec.quality.expectations)
-    smap, prefix = spec._where if spec._where is not None else (None, ())
-    issues = []
-    for r in results:
-        if r.passed or failure_kind(r) != CONFIG or r.check_name not in names:
-            continue
-        index = names.index(r.check_name)
-        line = smap.line((*prefix, "quality", "expectations", index)) if smap is not None else None
-        file = smap.file if smap is not None else f"<spec {spec.name}>"
-        issues.append(
-            SpecIssue(file, line, f"quality.expectations[{index}]", f"{r.check_name}: {r.description}")
-        )
-    return issues
+    return [
+        spec.issue(("quality", "expectations", names.index(r.check_name)), f"{r.check_name}: {r.description}")
+        for r in results
+        if not r.passed and failure_kind(r) == CONFIG and r.check_name in names
+    ]
 
 
 def build_dataset_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
