@@ -188,7 +188,6 @@ class PresenceCheckSpec(StrictModel):
         0.1,
         ge=0,
         le=1,
-        allow_inf_nan=False,
         description="Largest rise of a column's null share over the champion's training (0.1: 10 points)",
     )
 
@@ -201,7 +200,6 @@ class DomainCheckSpec(StrictModel):
         0.0,
         ge=0,
         le=1,
-        allow_inf_nan=False,
         description="Largest share of a column's non-null values outside the champion's domain",
     )
 
@@ -214,7 +212,6 @@ class RangeCheckSpec(StrictModel):
         0.1,
         ge=0,
         le=100,
-        allow_inf_nan=False,
         description="Slack on each side, as a fraction of the training range (max - min)",
     )
     blocking: bool = Field(False, description="Refuse the batch (severity ERROR) instead of warning")
