@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,16 @@ os.environ["DO_NOT_TRACK"] = "1"
 os.environ.setdefault("MLOPS_DEMO_DATA", str(_SESSION_HOME / "demo-data"))
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(autouse=True)
+def _no_active_environment() -> Iterator[None]:
+    """Each test starts with no environment chosen (`build_definitions` chooses one per process)."""
+    from mlops_dagster.environments import activate
+
+    activate(None)
+    yield
+    activate(None)
 
 
 @pytest.fixture

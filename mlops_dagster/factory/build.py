@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,10 @@ from typing import Any
 import dagster as dg
 
 from mlops_dagster.alerts import Notifier
+from mlops_dagster.environments import activate, apply_environment, select_environment
+from mlops_dagster.errors import SpecError
 from mlops_dagster.factory.champion import build_champion_asset
+from mlops_dagster.factory.compute_tags import job_tags
 from mlops_dagster.factory.dataset import build_dataset_asset, partitions_def
 from mlops_dagster.factory.drift_report import build_drift_report_asset
 from mlops_dagster.factory.features import build_feature_asset
@@ -32,6 +36,7 @@ from mlops_dagster.sensors.drift import build_drift_sensor, report_job_for
 from mlops_dagster.sensors.packaging import build_packaging_sensor
 from mlops_dagster.sensors.quality import build_quality_sensor
 from mlops_dagster.spec import read_spec_files, resolve_specs
+from mlops_dagster.spec.environments import EnvironmentSpec, NotifierSettings, check_environments
 from mlops_dagster.spec.models import FeatureGroupSpec, PipelineSpec
 
 # One shared default instance: Dagster refuses to merge Definitions (several components, or several
@@ -40,8 +45,11 @@ DEFAULT_IO_MANAGER = ParquetIOManager()
 DEFAULT_NOTIFIER = Notifier(kind="log")
 
 
-def _collect(specs_or_paths: Iterable[PipelineSpec | str | Path]) -> list[PipelineSpec]:
-    """The specs given as objects and read from paths, linked and checked together by `resolve_specs`.
+def _collect(
+    specs_or_paths: Iterable[PipelineSpec | str | Path],
+) -> tuple[list[PipelineSpec], list[EnvironmentSpec]]:
+    """The specs given as objects and read from paths, linked and checked together by `resolve_specs`,
+    and the environments declared in those paths.
 
     Files are first resolved on their own, as `load_specs` does (a group's `inputs` must be among
     them); specs built in Python then join them for every other check, and may consume a group
@@ -51,8 +59,32 @@ def _collect(specs_or_paths: Iterable[PipelineSpec | str | Path]) -> list[Pipeli
     specs = [item for item in items if isinstance(item, PipelineSpec)]
     paths = [item for item in items if not isinstance(item, PipelineSpec)]
     files = read_spec_files(*paths)
-    loaded = resolve_specs(files.pipelines, files.groups, pending=files.issues) if paths else []
-    return resolve_specs([*specs, *loaded], files.groups, check_inputs=False)
+    loaded = resolve_specs(files.pipelines, files.groups, pending=files.pending()) if paths else []
+    resolved = resolve_specs([*specs, *loaded], files.groups, check_inputs=False)
+    if specs and files.environments:  # gates may name pipelines built in Python: check against all
+        names = {s.name for s in resolved}
+        issues = check_environments(files.environments, names)
+        if issues:
+            raise SpecError(issues)
+    return resolved, files.environments
+
+
+@functools.cache
+def _io_manager_for(base_path: str) -> ParquetIOManager:
+    """One IO manager object per storage root (Dagster refuses two objects under one resource key)."""
+    return ParquetIOManager(base_path=base_path)
+
+
+@functools.cache
+def _notifier_for(settings: NotifierSettings | None) -> Notifier:
+    """The environment's notifier; its URL and token are read from the variables it names, at run time."""
+    if settings is None or settings.kind == "log":
+        return DEFAULT_NOTIFIER
+    return Notifier(
+        kind=settings.kind,
+        url=dg.EnvVar(settings.url_env) if settings.url_env else None,
+        token=dg.EnvVar(settings.token_env) if settings.token_env else None,
+    )
 
 
 def pipeline_assets(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
@@ -68,6 +100,8 @@ def pipeline_assets(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
 
 
 def retrain_job(spec: PipelineSpec) -> dg.UnresolvedAssetJobDefinition:
+    packaging = [a for a, on in (("bento", "cloud"), ("edge_bundle", "edge")) if on in spec.serving.targets]
+    sized = job_tags(spec, ["training_set", "candidate", "champion", *packaging])
     return dg.define_asset_job(
         name=retrain_job_name(spec.name),
         selection=dg.AssetSelection.assets(
@@ -85,7 +119,7 @@ def retrain_job(spec: PipelineSpec) -> dg.UnresolvedAssetJobDefinition:
             f"Retrain `{spec.name}`: fresh features -> training set -> candidate -> gated champion "
             "-> packaging."
         ),
-        tags={Tags.PIPELINE: spec.name},
+        tags={Tags.PIPELINE: spec.name, **sized},
     )
 
 
@@ -100,8 +134,10 @@ def build_definitions(
 
     Args:
         specs_or_paths: `PipelineSpec`s and/or paths of YAML files or folders.
-        environment: optional environment name (e.g. `dev`, `prod`): data is stored under
-            `<storage root>/<environment>/` so environments never share files.
+        environment: the environment to build for (an `environments:` entry of the paths, e.g.
+            `staging`); default `$MLOPS_ENV`, else `$DAGSTER_CLOUD_DEPLOYMENT_NAME`, else the embedded
+            default. Its storage root, sensor status, gates, compute and notifier apply
+            (`mlops_dagster/environments.py`); environments never share files.
         resources: resources overriding the defaults (`mlops_io_manager`: a `ParquetIOManager`;
             `mlops_notifier`: a `Notifier`, log-only by default).
         extra: further `Definitions` merged in (the demo's own jobs and sensors, for example).
@@ -111,7 +147,10 @@ def build_definitions(
     Raises:
         SpecError: when the specs are invalid or inconsistent.
     """
-    specs = _collect(specs_or_paths)
+    collected, declared = _collect(specs_or_paths)
+    env = select_environment(declared, environment)
+    activate(env)  # for what is written outside the IO manager (model mirrors, exports)
+    specs = [apply_environment(spec, env) for spec in collected]
     groups: dict[str, FeatureGroupSpec] = {}
     for spec in specs:
         for group in spec.feature_groups:
@@ -134,14 +173,11 @@ def build_definitions(
         sensors.append(build_drift_sensor(spec, job, report_job))
         if spec.serving.targets:  # the bento / edge bundle follow the champion (sensors/packaging.py)
             sensors.append(build_packaging_sensor(spec))
-    io_manager = DEFAULT_IO_MANAGER
-    if environment:
-        from mlops_dagster.io.parquet import default_storage_root
-
-        io_manager = ParquetIOManager(base_path=str(Path(default_storage_root()) / environment / "data"))
+    io_manager = DEFAULT_IO_MANAGER if env.name is None else _io_manager_for(env.data_root)
+    notifier = _notifier_for(env.spec.notifier if env.spec else None)
     all_resources: dict[str, Any] = {
         IO_MANAGER_KEY: io_manager,
-        NOTIFIER_KEY: DEFAULT_NOTIFIER,
+        NOTIFIER_KEY: notifier,
         **(resources or {}),
     }
     defs = dg.Definitions(assets=assets, jobs=jobs, sensors=sensors, resources=all_resources)

@@ -15,6 +15,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_dagster.errors import RegistryError
+from mlops_dagster.factory.compute_tags import asset_op_tags
 from mlops_dagster.factory.metadata import metrics_metadata
 from mlops_dagster.factory.versions import code_version
 from mlops_dagster.keys import Meta, Tags, candidate_key, champion_key, training_set_key
@@ -121,6 +122,7 @@ def _onnx_gate(spec: PipelineSpec, record: Any, holdout: pd.DataFrame) -> Any:
 def build_champion_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
     @dg.asset(
         key=champion_key(spec.name),
+        op_tags=asset_op_tags(spec, "champion"),
         group_name=spec.name,
         description=(
             f"The `{spec.name}` model in service. Moves only when a candidate passes the gates "
@@ -133,6 +135,7 @@ def build_champion_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
         deps=[candidate_key(spec.name)],
         code_version=code_version(spec.gates, spec.model.metric),
         output_required=False,
+        metadata=spec.environment.describe() if spec.environment else None,
         pool=champion_pool(spec.name),  # one decision at a time per pipeline (registry/pool.py)
     )
     def _champion(

@@ -11,6 +11,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_dagster.errors import DataError, SpecError, SpecIssue
+from mlops_dagster.factory.compute_tags import asset_op_tags
 from mlops_dagster.factory.metadata import frame_metadata, versioned_output
 from mlops_dagster.factory.quality_checks import (
     CONFIG,
@@ -103,6 +104,7 @@ def build_dataset_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=key,
+        op_tags=asset_op_tags(spec, "dataset"),
         group_name=spec.name,
         description=(
             f"Raw dataset of `{spec.name}` from its {source.kind} source, checked by "

@@ -12,6 +12,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_dagster.errors import RegistryError
+from mlops_dagster.factory.compute_tags import asset_op_tags
 from mlops_dagster.factory.dataset import partitions_def
 from mlops_dagster.factory.versions import code_version
 from mlops_dagster.keys import IO_MANAGER_KEY, Meta, champion_key, dataset_key, drift_report_key
@@ -61,6 +62,7 @@ def build_drift_report_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=key,
+        op_tags=asset_op_tags(spec, "drift_report"),
         group_name=spec.name,
         description=(
             f"Drift of a `{spec.name}` dataset partition against the champion's reference: the drift "

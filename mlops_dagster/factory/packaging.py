@@ -19,6 +19,7 @@ from typing import Any
 import dagster as dg
 
 from mlops_dagster.errors import PackagingError, RegistryError
+from mlops_dagster.factory.compute_tags import asset_op_tags
 from mlops_dagster.factory.versions import code_version
 from mlops_dagster.keys import IO_MANAGER_KEY, Meta, bento_key, champion_key, edge_bundle_key
 from mlops_dagster.spec.models import PipelineSpec
@@ -85,6 +86,7 @@ def build_bento_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=bento_key(spec.name),
+        op_tags=asset_op_tags(spec, "bento"),
         group_name=spec.name,
         description=(
             f"BentoML bento serving the `{spec.name}` champion (request schema from its features, "
@@ -162,6 +164,7 @@ def build_edge_bundle_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=key,
+        op_tags=asset_op_tags(spec, "edge_bundle"),
         group_name=spec.name,
         description=(
             f"Self-contained ONNX bundle of the `{spec.name}` champion for edge devices (model.onnx, "

@@ -6,6 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_dagster.errors import DataError
+from mlops_dagster.factory.compute_tags import asset_op_tags
 from mlops_dagster.factory.metadata import frame_metadata, metrics_metadata, versioned_output
 from mlops_dagster.factory.versions import code_version
 from mlops_dagster.features.groups import feature_columns
@@ -65,6 +66,7 @@ def build_training_set_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=training_set_key(spec.name),
+        op_tags=asset_op_tags(spec, "training_set"),
         group_name=spec.name,
         description=f"Point-in-time correct join of `{spec.name}` labels with its feature groups.",
         kinds={"pandas", "parquet"},
@@ -105,6 +107,7 @@ def build_candidate_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=candidate_key(spec.name),
+        op_tags=asset_op_tags(spec, "candidate"),
         group_name=spec.name,
         description=(
             f"A newly trained `{spec.model.estimator}` for `{spec.name}`: every materialization is "

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -25,9 +23,11 @@ from mlops_dagster.io.storage import check_root, write_bytes
 
 
 def default_storage_root() -> str:
-    """`$DAGSTER_HOME/mlops` when DAGSTER_HOME is set, else `./.mlops_dagster` in the working folder."""
-    home = os.environ.get("DAGSTER_HOME")
-    return str(Path(home) / "mlops") if home else str(Path.cwd() / ".mlops_dagster")
+    """The storage root of the process's environment (`environments.active()`): by default
+    `$DAGSTER_HOME/mlops` when DAGSTER_HOME is set, else `./.mlops_dagster` in the working folder."""
+    from mlops_dagster.environments import active
+
+    return active().storage_root
 
 
 def content_hash(df: pd.DataFrame) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 import dagster as dg
 
+from mlops_dagster.environments import sensor_status
 from mlops_dagster.io.parquet import ParquetIOManager, read_parquet
 from mlops_dagster.keys import Tags, dataset_key, drift_report_job_name, drift_sensor_name
 from mlops_dagster.spec.models import PipelineSpec
@@ -94,7 +95,7 @@ def build_drift_sensor(spec: PipelineSpec, retrain_job: Any, report_job: Any) ->
         name=drift_sensor_name(spec.name),
         jobs=[retrain_job, report_job],
         minimum_interval_seconds=60,
-        default_status=status,
+        default_status=sensor_status(spec, status),
         description=(
             f"Drift of each new `{spec.name}` partition against the champion's reference profile; "
             f"retrains when more than {drift.max_drifted_share:.0%} of the columns drift "

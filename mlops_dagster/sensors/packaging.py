@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from mlops_dagster.environments import sensor_status
 from mlops_dagster.keys import Meta, Tags, bento_key, edge_bundle_key, packaging_sensor_name, retrain_job_name
 from mlops_dagster.spec.models import PipelineSpec
 
@@ -111,7 +112,7 @@ def build_packaging_sensor(
         name=packaging_sensor_name(spec.name),
         asset_selection=dg.AssetSelection.assets(*keys),
         minimum_interval_seconds=minimum_interval_seconds,
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        default_status=sensor_status(spec, dg.DefaultSensorStatus.RUNNING),
         description=(
             f"Requests {', '.join(k.to_user_string() for k in keys)} whenever the champion version they "
             f"package differs from `{spec.name}`'s champion (promote, rollback, a crashed or failed run)."

@@ -26,6 +26,7 @@ from typing import Any
 import dagster as dg
 
 from mlops_dagster.alerts import Alert, Notifier
+from mlops_dagster.environments import sensor_status
 from mlops_dagster.io.quarantine import UNPARTITIONED
 from mlops_dagster.keys import FEATURES_GROUP, Meta, Tags, dataset_key, quality_sensor_name
 from mlops_dagster.spec.models import PipelineSpec
@@ -227,7 +228,7 @@ def build_quality_sensor(
         name=quality_sensor_name(spec.name),
         job=retrain_job,
         minimum_interval_seconds=30,
-        default_status=status,
+        default_status=sensor_status(spec, status),
         description=(
             f"Alerts once per `{spec.name}` partition whose blocking quality checks fail, and "
             "requests a retrain once a failed partition passes again."

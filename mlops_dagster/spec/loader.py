@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from mlops_dagster.errors import SpecError, SpecIssue
 from mlops_dagster.spec.checks import resolve_specs
+from mlops_dagster.spec.environments import EnvironmentsFile, EnvironmentSpec, check_environments
 from mlops_dagster.spec.models import FeatureGroupsFile, FeatureGroupSpec, PipelineSpec
 from mlops_dagster.spec.source_map import Loc, SourceMap
 from mlops_dagster.spec.yaml_reader import read_yaml
@@ -40,23 +41,58 @@ class SpecFiles:
     Attributes:
         pipelines: One per pipeline file, each located at its file (issues name file:line).
         groups: The entries of `feature_groups:` files, each located at its entry.
+        environments: The entries of `environments:` files, each located at its entry.
         issues: Problems found while reading (unreadable file, malformed YAML, invalid field).
     """
 
     pipelines: list[PipelineSpec] = field(default_factory=list)
     groups: list[FeatureGroupSpec] = field(default_factory=list)
+    environments: list[EnvironmentSpec] = field(default_factory=list)
     issues: list[SpecIssue] = field(default_factory=list)
+
+    def pending(self) -> list[SpecIssue]:
+        """Reading issues plus the environments' own cross-checks (duplicates, unknown pipelines)."""
+        names = {p.name for p in self.pipelines} if self.pipelines else None
+        return [*self.issues, *check_environments(self.environments, names)]
+
+
+def _read_environments(data: dict[str, object], smap: SourceMap, path: Path, out: SpecFiles) -> None:
+    """The entries of an `environments:` file, each checked on its own (one bad entry spoils no other)."""
+    try:
+        parsed = EnvironmentsFile.model_validate(data)
+    except ValidationError as e:
+        out.issues.extend(_pydantic_issues(e, smap))
+        return
+    for name, body in parsed.environments.items():
+        where: Loc = ("environments", name)
+        if body and "name" in body:
+            out.issues.append(smap.issue((*where, "name"), "unknown key (the entry's key is its name)"))
+            continue
+        try:
+            env = EnvironmentSpec.model_validate({"name": name, **(body or {})})
+        except ValidationError as e:
+            out.issues.extend(_pydantic_issues(e, smap, where))
+            continue
+        out.environments.append(env.located(path.resolve(), smap, where))
 
 
 def _read_file(path: Path, out: SpecFiles) -> None:
-    """Read one YAML file into `out`: a pipeline, or the groups of a `feature_groups:` file."""
+    """Read one YAML file into `out`: a pipeline, the groups of a `feature_groups:` file, or the
+    entries of an `environments:` file."""
     try:
         data, smap = read_yaml(path)
     except SpecError as e:
         out.issues.extend(e.issues)
         return
     if not isinstance(data, dict):
-        out.issues.append(smap.issue((), "expected a mapping with `name:` (a pipeline) or `feature_groups:`"))
+        out.issues.append(
+            smap.issue(
+                (), "expected a mapping with `name:` (a pipeline), `feature_groups:` or `environments:`"
+            )
+        )
+        return
+    if "environments" in data:
+        _read_environments(data, smap, path, out)
         return
     if "feature_groups" in data:
         try:
@@ -119,4 +155,4 @@ def load_specs(*paths: str | Path) -> list[PipelineSpec]:
     if not paths:
         raise SpecError([SpecIssue("<no paths>", None, "", "give at least one spec file or folder")])
     files = read_spec_files(*paths)
-    return resolve_specs(files.pipelines, files.groups, pending=files.issues)
+    return resolve_specs(files.pipelines, files.groups, pending=files.pending())

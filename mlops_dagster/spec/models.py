@@ -10,7 +10,7 @@ import math
 import re
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -23,7 +23,26 @@ from pydantic import (
 )
 
 from mlops_dagster.errors import SpecIssue
+from mlops_dagster.spec.base import StrictModel
+from mlops_dagster.spec.compute import ComputeSpec, check_compute_keys
+from mlops_dagster.spec.inferred import (
+    DomainCheckSpec,
+    InferredChecksSpec,
+    PresenceCheckSpec,
+    RangeCheckSpec,
+)
 from mlops_dagster.spec.source_map import Loc, SourceMap, format_loc
+
+if TYPE_CHECKING:
+    from mlops_dagster.environments import ActiveEnvironment
+
+__all__ = [  # the inferred-check models and StrictModel live in their own modules, named here too
+    "DomainCheckSpec",
+    "InferredChecksSpec",
+    "PresenceCheckSpec",
+    "RangeCheckSpec",
+    "StrictModel",
+]
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 IMPORT_PATH_PATTERN = r"^[A-Za-z_][\w.]*([.:][A-Za-z_]\w*)$"
@@ -51,12 +70,6 @@ def parse_duration(value: str | int | float) -> timedelta:
     if seconds > MAX_DURATION.total_seconds():
         raise ValueError(f"duration {shown} is longer than {MAX_DURATION.days}d, the longest accepted")
     return timedelta(seconds=seconds)
-
-
-class StrictModel(BaseModel):
-    """Base of every spec model: unknown keys are errors, values are frozen, floats are finite."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Located(StrictModel):
@@ -178,51 +191,6 @@ class ExpectationSpec(BaseModel):
     @property
     def kwargs(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
-
-
-class PresenceCheckSpec(StrictModel):
-    """Inferred check `mlops_inferred_presence`: the share of nulls per column against the champion's."""
-
-    enabled: bool = True
-    max_null_increase: float = Field(
-        0.1,
-        ge=0,
-        le=1,
-        description="Largest rise of a column's null share over the champion's training (0.1: 10 points)",
-    )
-
-
-class DomainCheckSpec(StrictModel):
-    """Inferred check `mlops_inferred_domain`: categorical values against those the champion saw."""
-
-    enabled: bool = True
-    max_unseen_share: float = Field(
-        0.0,
-        ge=0,
-        le=1,
-        description="Largest share of a column's non-null values outside the champion's domain",
-    )
-
-
-class RangeCheckSpec(StrictModel):
-    """Inferred check `mlops_inferred_range`: numbers against the champion's training min and max."""
-
-    enabled: bool = True
-    tolerance: float = Field(
-        0.1,
-        ge=0,
-        le=100,
-        description="Slack on each side, as a fraction of the training range (max - min)",
-    )
-    blocking: bool = Field(False, description="Refuse the batch (severity ERROR) instead of warning")
-
-
-class InferredChecksSpec(StrictModel):
-    """Checks inferred from the champion's training profile (as TFDV and Deequ do), beside user rules."""
-
-    presence: PresenceCheckSpec = Field(default_factory=PresenceCheckSpec)
-    domain: DomainCheckSpec = Field(default_factory=DomainCheckSpec)
-    range: RangeCheckSpec = Field(default_factory=RangeCheckSpec)
 
 
 class QualitySpec(StrictModel):
@@ -352,8 +320,23 @@ class PipelineSpec(Located):
     gates: GatesSpec = Field(default_factory=GatesSpec)
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     serving: ServingSpec = Field(default_factory=ServingSpec)
+    compute: dict[str, ComputeSpec] = Field(
+        default_factory=dict,
+        description="Per asset short name or `default`: cpu, memory and gpu its step asks for",
+    )
 
     _feature_groups: tuple[FeatureGroupSpec, ...] = PrivateAttr(())
+    _environment: ActiveEnvironment | None = PrivateAttr(None)
+
+    @field_validator("compute")
+    @classmethod
+    def _compute_keys(cls, value: dict[str, ComputeSpec]) -> dict[str, ComputeSpec]:
+        return check_compute_keys(value)
+
+    @property
+    def environment(self) -> ActiveEnvironment | None:
+        """The environment the spec was built for (`build_definitions`); None outside one."""
+        return self._environment
 
     @property
     def base_dir(self) -> Path:
@@ -376,4 +359,14 @@ class PipelineSpec(Located):
         clone._source_file = self._source_file
         clone._where = self._where
         clone._feature_groups = groups
+        clone._environment = self._environment
+        return clone
+
+    def in_environment(self, env: ActiveEnvironment, update: dict[str, Any]) -> PipelineSpec:
+        """A copy with `update` applied (the environment's gates and compute) and `environment` set."""
+        clone = self.model_copy(update=update)
+        clone._source_file = self._source_file
+        clone._where = self._where
+        clone._feature_groups = self._feature_groups
+        clone._environment = env
         return clone
