@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field, create_model
 from mlops_dagster.component_scaffolder import MLPipelineComponentScaffolder
 from mlops_dagster.errors import SpecError, SpecIssue
 from mlops_dagster.factory.build import build_definitions
-from mlops_dagster.spec import SourceMap, read_spec_files, resolve_specs
+from mlops_dagster.spec import EnvironmentSpec, SourceMap, check_environments, read_spec_files, resolve_specs
 from mlops_dagster.spec.models import FeatureGroupSpec, PipelineSpec, StrictModel
 
 if TYPE_CHECKING:
@@ -48,6 +48,13 @@ class FeatureGroupAttributes(StrictModel):
     feature_group_files: list[str] = Field(
         default_factory=list,
         description="YAML files (or folders of them) holding `feature_groups:`, relative to this folder",
+    )
+    environment_files: list[str] = Field(
+        default_factory=list,
+        description=(
+            "YAML files (or folders of them) holding `environments:`, relative to this folder; the "
+            "environment is chosen by MLOPS_ENV (or the Dagster+ deployment name)"
+        ),
     )
     define_feature_groups: bool = Field(
         True,
@@ -94,6 +101,7 @@ class MLPipelineComponent(dg.Component):
 
     spec: PipelineSpec
     define_feature_groups: bool = True
+    environments: tuple[EnvironmentSpec, ...] = ()
 
     @classmethod
     def get_model_cls(cls) -> type[BaseModel]:
@@ -103,17 +111,20 @@ class MLPipelineComponent(dg.Component):
     def load(cls, attributes: BaseModel | None, context: dg.ComponentLoadContext) -> Self:
         values = dict(attributes if attributes is not None else MLPipelineAttributes())
         try:
-            spec = resolve_spec(values, context)
+            spec, environments = resolve_spec(values, context), _environments(values, context)
         except SpecError as e:
             # Each issue names its defs.yaml line and field: the frames of the checks that found it
             # would only push that line down the report `dg check defs` prints.
             raise SpecError(e.issues) from None
-        return cls(spec=spec, define_feature_groups=values["define_feature_groups"])
+        return cls(
+            spec=spec, define_feature_groups=values["define_feature_groups"], environments=environments
+        )
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         return build_definitions(
             self.spec,
             define_feature_groups=self.define_feature_groups,
+            environments=self.environments,
         )
 
 
@@ -176,3 +187,37 @@ def _group_files(
         message = "holds a pipeline, not `feature_groups:` (feature_group_files)"
         issues.extend(pipeline.issue((), message) for pipeline in files.pipelines)
     return groups, issues
+
+
+def _environments(
+    attributes: Mapping[str, Any], context: dg.ComponentLoadContext
+) -> tuple[EnvironmentSpec, ...]:
+    """The entries of `environment_files`, read as `load_specs` reads them.
+
+    Raises:
+        SpecError: a file is missing, invalid, or holds something other than `environments:`.
+    """
+    names = attributes["environment_files"]
+    if not names:
+        return ()
+    tree = context.resolution_context.source_position_tree
+    folder = context.path if context.path.is_dir() else context.path.parent
+    smap = _source_map((Path(tree.position.filename) if tree else folder / "defs.yaml").resolve(), tree)
+    found: list[EnvironmentSpec] = []
+    issues: list[SpecIssue] = []
+    for i, name in enumerate(names):
+        path = (folder / name).resolve()
+        if not path.exists():
+            issues.append(
+                smap.issue(("attributes", "environment_files", i), f"no such file or folder: {path}")
+            )
+            continue
+        files = read_spec_files(path)
+        found.extend(files.environments)
+        issues.extend(files.issues)
+        message = "holds no `environments:` (environment_files)"
+        issues.extend(other.issue((), message) for other in [*files.pipelines, *files.groups])
+    issues.extend(check_environments(found, None))
+    if issues:
+        raise SpecError(issues)
+    return tuple(found)

@@ -129,6 +129,7 @@ def build_definitions(
     resources: Mapping[str, Any] | None = None,
     extra: Sequence[dg.Definitions] = (),
     define_feature_groups: bool = True,
+    environments: Sequence[EnvironmentSpec] = (),
 ) -> dg.Definitions:
     """Build the Dagster definitions for pipeline specs (objects, YAML files or folders).
 
@@ -143,12 +144,14 @@ def build_definitions(
         extra: further `Definitions` merged in (the demo's own jobs and sensors, for example).
         define_feature_groups: when False, the `features/<g>` assets the pipelines consume are not
             defined here but referenced by key: another `Definitions` (another component) defines them.
+        environments: environment entries given as objects (a component's `environment_files`),
+            beside those read from the paths.
 
     Raises:
         SpecError: when the specs are invalid or inconsistent.
     """
     collected, declared = _collect(specs_or_paths)
-    env = select_environment(declared, environment)
+    env = select_environment([*declared, *environments], environment)
     activate(env)  # for what is written outside the IO manager (model mirrors, exports)
     specs = [apply_environment(spec, env) for spec in collected]
     groups: dict[str, FeatureGroupSpec] = {}

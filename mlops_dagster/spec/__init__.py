@@ -7,6 +7,7 @@ and Great Expectations (`mlops-dagster validate`).
 """
 
 from mlops_dagster.spec.checks import resolve_specs
+from mlops_dagster.spec.environments import EnvironmentSpec, check_environments
 from mlops_dagster.spec.loader import SpecFiles, load_specs, read_spec_files
 from mlops_dagster.spec.models import (
     FeatureGroupSpec,
@@ -17,11 +18,13 @@ from mlops_dagster.spec.resolve import resolve_object, validate_deep
 from mlops_dagster.spec.source_map import SourceMap
 
 __all__ = [
+    "EnvironmentSpec",
     "FeatureGroupSpec",
     "ModelSpec",
     "PipelineSpec",
     "SourceMap",
     "SpecFiles",
+    "check_environments",
     "load_specs",
     "read_spec_files",
     "resolve_object",

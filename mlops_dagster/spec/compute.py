@@ -82,7 +82,9 @@ class ComputeSpec(StrictModel):
 
     cpu: str | None = Field(None, description="Cores, as a Kubernetes quantity: '2', '0.5', '500m'")
     memory: str | None = Field(None, description="Memory, as a Kubernetes quantity: '512Mi', '4Gi'")
-    gpu: int | None = Field(None, ge=1, le=64, description="GPUs (the `nvidia.com/gpu` limit on Kubernetes)")
+    gpu: int | None = Field(
+        None, ge=1, le=64, strict=True, description="GPUs (the `nvidia.com/gpu` limit on Kubernetes)"
+    )
 
     @field_validator("cpu", "memory", mode="before")
     @classmethod
