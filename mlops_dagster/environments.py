@@ -197,6 +197,11 @@ def apply_environment(spec: PipelineSpec, env: ActiveEnvironment) -> PipelineSpe
     return spec.in_environment(env, update)
 
 
+def environment_name(spec: PipelineSpec) -> str:
+    """The name recorded on a version or decision: the spec's environment, else `default`."""
+    return (spec.environment.name if spec.environment is not None else None) or "default"
+
+
 def sensor_status(spec: PipelineSpec, default: dg.DefaultSensorStatus) -> dg.DefaultSensorStatus:
     """A sensor's default status: the environment's `sensors:` setting when it has one, else `default`."""
     setting = spec.environment.sensors if spec.environment is not None else None

@@ -82,6 +82,7 @@ class Meta:
     REASONS = "mlops/reasons"
     PREVIOUS = "mlops/previous_version"
     MODEL_CARD = "mlops/model_card"
+    ENVIRONMENT = "mlops/environment"  # where a version was trained or decided (`default` outside one)
 
     # Training: what the candidate was trained on and how.
     HOLDOUT_CUTOFF = "mlops/holdout_cutoff"

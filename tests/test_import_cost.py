@@ -16,6 +16,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("evidently", "great_expectations", "bentoml", "sklearn", "onnx", "onnxruntime")
+# Deployment libraries load in the launchers, executors and `mlops-dagster deploy`, never with the definitions.
+HEAVY += ("dagster_k8s", "dagster_aws", "kubernetes", "kubernetes_validate")
 
 # Runs in the child: execute the case, resolve every Definitions it produced (as `dagster dev` would),
 # then report the heavy modules loaded, plus `dagster` as a witness that the probe sees imports at all.
@@ -54,6 +56,15 @@ def _loaded_modules(code: str) -> list[str]:
 
 def test_build_definitions_imports_no_heavy_library() -> None:
     code = 'import mlops_dagster\ndefs = mlops_dagster.build_definitions("pipelines")'
+    assert _loaded_modules(code) == []
+
+
+def test_definitions_for_an_environment_import_no_heavy_library() -> None:
+    code = (
+        "import os\nos.environ['MLOPS_ENV'] = 'prod'\nimport mlops_dagster\n"
+        'defs = mlops_dagster.build_definitions("pipelines")\n'
+        "assert mlops_dagster.environments.active().name == 'prod'"
+    )
     assert _loaded_modules(code) == []
 
 

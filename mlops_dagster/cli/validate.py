@@ -10,7 +10,7 @@ from mlops_dagster.cli.project import add_cwd_to_path
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate the specs under `args.paths`; print one line per pipeline."""
-    from mlops_dagster.spec import load_specs, validate_deep
+    from mlops_dagster.spec import load_specs, read_spec_files, validate_deep
 
     add_cwd_to_path()
     specs = load_specs(*args.paths)
@@ -24,6 +24,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             f"{spec.name}: {len(groups)} feature group(s)"
             f"{' (' + ', '.join(groups) + ')' if groups else ''}, estimator {spec.model.estimator}"
         )
+    environments = read_spec_files(*args.paths).environments  # already checked by load_specs
+    if environments:
+        print(f"environments: {', '.join(e.name for e in environments)}")
     print(f"ok: {len(specs)} pipeline(s) valid")
     return 0
 

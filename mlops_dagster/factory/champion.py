@@ -14,6 +14,7 @@ from typing import Any, Literal
 import dagster as dg
 import pandas as pd
 
+from mlops_dagster.environments import environment_name
 from mlops_dagster.errors import RegistryError
 from mlops_dagster.factory.compute_tags import asset_op_tags
 from mlops_dagster.factory.metadata import metrics_metadata
@@ -75,6 +76,7 @@ def _result(
             Meta.DECISION: decision,
             Meta.REASONS: dg.MetadataValue.json(reasons),
             Meta.PREVIOUS: previous or "",
+            Meta.ENVIRONMENT: environment_name(spec),
             Meta.MODEL_CARD: dg.MetadataValue.path(str(card_path(spec.name, record.version))),
             **metrics_metadata(metrics),
             **(extra or {}),

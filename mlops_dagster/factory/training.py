@@ -5,6 +5,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from mlops_dagster.environments import environment_name
 from mlops_dagster.errors import DataError
 from mlops_dagster.factory.compute_tags import asset_op_tags
 from mlops_dagster.factory.metadata import frame_metadata, metrics_metadata, versioned_output
@@ -173,6 +174,7 @@ def build_candidate_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
                 Meta.TRAINING_DATA_VERSION: card["training_set_data_version"],
                 Meta.MODEL_CARD: dg.MetadataValue.path(str(_card_file(stored.path))),
                 Meta.TRIGGER: trigger,
+                Meta.ENVIRONMENT: environment_name(spec),
                 Meta.DATASET_SCHEMA: dg.MetadataValue.json(card["dataset_schema"] or {}),
                 Meta.DRIFT_COLUMNS: dg.MetadataValue.json(drift_columns),
                 Meta.DATASET_PROFILE: dg.MetadataValue.json(card["dataset_profile"]),
