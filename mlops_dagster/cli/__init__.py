@@ -5,12 +5,19 @@
     mlops-dagster registry show NAME [VERSION] [--json]
     mlops-dagster registry promote NAME VERSION [--reason TEXT] [--defs FILE | --specs PATH...]
     mlops-dagster registry rollback NAME [--reason TEXT] [--defs FILE | --specs PATH...]
+    mlops-dagster registry export NAME VERSION --to URI
+    mlops-dagster registry import NAME --from URI
+    mlops-dagster deploy render --target {k8s,ecs,dagster-plus} --env NAME --image IMAGE --out DIR
+    mlops-dagster deploy check DIR
 
 The registry of record is the Dagster instance at `$DAGSTER_HOME`: `list` and `show` read its asset
 history, and `promote` / `rollback` are Dagster runs of the `<p>/champion` asset, so every change is
-in the UI and the event log like any other materialization. The ML libraries (sklearn, bentoml,
-Great Expectations, Evidently) are imported inside the commands that need them; dagster and pandas
-load with the package, so `--help` takes about a second.
+in the UI and the event log like any other materialization. `deploy render` writes one environment's
+configuration for Kubernetes (Helm), ECS or Dagster+, and `deploy check` validates it offline.
+
+The ML libraries (sklearn, bentoml, Great Expectations, Evidently) and the deployment tools
+(dagster-k8s, dagster-aws, kubernetes-validate) are imported inside the commands that need them;
+dagster and pandas load with the package, so `--help` takes about a second.
 
 To add a command group, write `mlops_dagster/cli/<group>.py` with a `register(sub)` that adds its
 parser(s) to `sub` and sets `func=` (an `argparse.Namespace -> int` command) on each, then list
@@ -23,7 +30,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from mlops_dagster.cli import quarantine, registry, validate
+from mlops_dagster.cli import deploy, quarantine, registry, validate
 from mlops_dagster.cli.errors import CliError
 from mlops_dagster.cli.output import err
 from mlops_dagster.errors import MlopsDagsterError, SpecError
@@ -35,6 +42,7 @@ GROUPS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], No
     validate.register,
     registry.register,
     quarantine.register,
+    deploy.register,
 )
 
 
