@@ -83,6 +83,7 @@ class Meta:
     PREVIOUS = "mlops/previous_version"
     MODEL_CARD = "mlops/model_card"
     ENVIRONMENT = "mlops/environment"  # where a version was trained or decided (`default` outside one)
+    IMPORTED_FROM = "mlops/imported_from"  # on an imported candidate: the URI it was read from
 
     # Training: what the candidate was trained on and how.
     HOLDOUT_CUTOFF = "mlops/holdout_cutoff"

@@ -5,6 +5,8 @@
     mlops-dagster registry show NAME [VERSION] [--json]
     mlops-dagster registry promote NAME VERSION [--reason TEXT] [--defs FILE | --specs PATH...]
     mlops-dagster registry rollback NAME [--reason TEXT] [--defs FILE | --specs PATH...]
+    mlops-dagster registry export NAME VERSION --to URI [--defs FILE | --specs PATH...]
+    mlops-dagster registry import NAME --from URI [--defs FILE | --specs PATH...]
     mlops-dagster registry export NAME VERSION --to URI
     mlops-dagster registry import NAME --from URI
     mlops-dagster deploy render --target {k8s,ecs,dagster-plus} --env NAME --image IMAGE --out DIR

@@ -220,7 +220,9 @@ def build_champion_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
             _score(spec, current, holdout, _features_of(instance, spec, current)) if current else None
         )
         decision = decide(spec.gates, spec.model.metric, candidate_scores, champion_scores)
-        reasons = [*decision.reasons, f"holdout: {len(holdout)} rows from {meta.get(Meta.HOLDOUT_CUTOFF)}"]
+        cutoff = meta.get(Meta.HOLDOUT_CUTOFF)
+        split = f"from {cutoff}" if cutoff else f"(latest {spec.model.holdout:g} of this training set)"
+        reasons = [*decision.reasons, f"holdout: {len(holdout)} rows {split}"]
         if config.action == "promote":
             reasons.insert(0, f"manual promote requested{': ' + config.reason if config.reason else ''}")
         # Conversion and parity are gates too, on the same holdout, before anything is promoted.

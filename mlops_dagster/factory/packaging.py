@@ -110,9 +110,14 @@ def build_bento_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
         if bundle is None and runtime != "sklearn":
             context.log.warning(f"{spec.name}: the bento serves sklearn: {why}")
         result = build_bento(
-            spec.name, champion.version, champion.sha256, onnx_bundle=bundle, workers=spec.serving.workers
+            spec.name,
+            champion.version,
+            champion.sha256,
+            onnx_bundle=bundle,
+            workers=spec.serving.workers,
+            containerize=spec.serving.containerize,
         )
-        if not result.containerized:
+        if spec.serving.containerize and not result.containerized:
             context.log.warning(f"{result.tag}: containerize skipped: {result.containerize_note}")
         return dg.MaterializeResult(
             metadata={

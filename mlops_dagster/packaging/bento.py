@@ -223,7 +223,7 @@ def build_bento(
     onnx_bundle: str | Path | None = None,
     workers: int = 1,
     build_dir: Path | None = None,
-    containerize: bool = True,
+    containerize: bool = False,
 ) -> BentoResult:
     """Package a stored model version as a bento serving `POST /predict`, `GET /healthz`, `GET /version`.
 
@@ -238,24 +238,22 @@ def build_bento(
             then serves it with onnxruntime (stored as `<pipeline>_edge:<version>`). None: sklearn.
         workers: the server's worker processes (each loads the model once).
         build_dir: where to write the service sources (a new temporary folder by default).
-        containerize: build an image when a Docker daemon answers.
+        containerize: also build an image (`bentoml containerize`) when a Docker daemon answers.
+            Off by default: the bento's Dockerfile is the deliverable, and a build inside a run
+            needs a daemon and the base images' registry.
 
     Raises:
         RegistryError: the version is not in the store, or its card lacks the feature schema.
         IntegrityError: the stored model does not hash to `sha256`, or the bundle packages another model.
         PackagingError: the features cannot be served over JSON, or the build or the image failed.
     """
-    import bentoml
-    from bentoml.exceptions import NotFound
-
-    from mlops_dagster.registry.store import read_card, verify
+    from mlops_dagster.registry.store import read_card, stored_model, verify
     from mlops_dagster.registry.store_lock import tag_lock
 
     model_tag = f"{pipeline}:{version}"
-    try:
-        stored = bentoml.models.get(model_tag)
-    except NotFound as e:
-        raise RegistryError(f"model version {model_tag} is not in the BentoML model store") from e
+    stored = stored_model(pipeline, version)  # from the environment's mirror when this pod lacks it
+    if stored is None:
+        raise RegistryError(f"model version {model_tag} is in neither the BentoML model store nor its mirror")
     verify(stored, sha256)
     card = read_card(pipeline, version)
     if card.get("sha256") not in (None, sha256):
@@ -386,7 +384,7 @@ def _forget_generated_modules() -> None:
 
 def _containerize(bento_tag: str, pipeline: str, wanted: bool) -> tuple[bool, str]:
     if not wanted:
-        return False, "containerize=False: no image built"
+        return False, "containerize=False: no image built (the bento's Dockerfile is ready)"
     available, why = docker_available()
     if not available:
         return False, f"{why}; build the image elsewhere with `bentoml containerize {bento_tag}`"

@@ -24,6 +24,7 @@ class VersionRecord:
     reasons: list[str]
     metrics: dict[str, float]
     previous: str | None
+    trigger: str | None = None  # `mlops/trigger` in the metadata (an import has no run to carry the tag)
 
     @property
     def when(self) -> str:
@@ -52,6 +53,7 @@ def _record(pipeline: str, entry: dg.EventLogEntry, event: Any) -> VersionRecord
         reasons=list(reasons),
         metrics=dict(metrics) if isinstance(metrics, dict) else {},
         previous=_value(md, Meta.PREVIOUS),
+        trigger=_value(md, Meta.TRIGGER),
     )
 
 

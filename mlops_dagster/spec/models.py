@@ -279,6 +279,13 @@ class ServingSpec(StrictModel):
         ),
     )
     workers: int = Field(1, ge=1, le=64, description="Worker processes of the cloud bento's server")
+    containerize: bool = Field(
+        False,
+        description=(
+            "Also build the cloud bento's image (`bentoml containerize`) in the run, when a Docker "
+            "daemon answers; off: the bento and its Dockerfile are the deliverable"
+        ),
+    )
 
 
 class FeatureGroupSpec(Located):

@@ -531,12 +531,20 @@ def test_building_again_reuses_the_bento(
     assert again.tag == bento.tag and again.containerize_note.startswith("containerize=False")
 
 
-def test_containerize_is_skipped_without_a_docker_daemon(bento: BentoResult) -> None:
-    if docker_available()[0]:
-        pytest.skip("a Docker daemon answers here: build_bento containerized instead")
-    assert bento.containerized is False
-    assert bento.containerize_note.startswith("no Docker daemon:")
-    assert f"bentoml containerize {bento.tag}" in bento.containerize_note
+def test_containerize_is_asked_for_and_skipped_without_a_docker_daemon(
+    bento: BentoResult, trained: Trained, bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert bento.containerized is False and bento.containerize_note.startswith("containerize=False")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `docker` CLI: as on a machine without Docker
+    assert docker_available()[0] is False
+    s = trained.stored
+    onnx = bundle if bento.runtime == "onnx" else None
+    asked = build_bento(
+        s.pipeline, s.version, s.sha256, onnx_bundle=onnx, build_dir=tmp_path / "b", containerize=True
+    )
+    assert asked.tag == bento.tag and asked.containerized is False
+    assert asked.containerize_note.startswith("no Docker daemon:")
+    assert f"bentoml containerize {bento.tag}" in asked.containerize_note
 
 
 def test_service_refuses_a_model_not_hashing_to_the_build(trained: Trained) -> None:

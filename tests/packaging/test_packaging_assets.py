@@ -53,7 +53,9 @@ def test_retrain_packages_the_champion_for_cloud_and_edge(packaged):  # type: ig
     assert bento["mlops/version"] == champion.version
     assert str(bento["mlops/bento_tag"]).startswith(f"churn:{champion.version}")
     assert Path(bento["mlops/dockerfile"]).exists()
-    assert bento["mlops/containerized"] is False and "Docker" in bento["mlops/containerize_note"]
+    # serving.containerize is off by default: the bento and its Dockerfile are the deliverable.
+    assert bento["mlops/containerized"] is False
+    assert bento["mlops/containerize_note"].startswith("containerize=False")
     assert "rows" in bento["mlops/api_schema"]["properties"]
     # The champion converts and passes parity, so the bento serves it with onnxruntime.
     assert bento["mlops/runtime"] == "onnx", bento["mlops/runtime_note"]

@@ -1,7 +1,9 @@
-"""`mlops-dagster registry list|show|promote|rollback`: the model registry kept in the Dagster instance.
+"""`mlops-dagster registry list|show|promote|rollback|export|import`: the model registry kept in the
+Dagster instance.
 
 `list` (`listing.py`) and `show` (`show.py`) read the instance's asset history; `promote` and
-`rollback` (`runs.py`) are Dagster runs of the `<p>/champion` asset.
+`rollback` (`runs.py`) are Dagster runs of the `<p>/champion` asset; `export` and `import`
+(`transfer.py`) move a version between environments as files checked against a sha256 manifest.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from mlops_dagster.cli.registry.listing import cmd_list
 from mlops_dagster.cli.registry.lookup import MIN_PREFIX
 from mlops_dagster.cli.registry.runs import cmd_promote, cmd_rollback
 from mlops_dagster.cli.registry.show import cmd_show
+from mlops_dagster.cli.registry.transfer import register_transfer
 
 __all__ = ["register"]
 
@@ -48,3 +51,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("name", metavar="NAME", help="pipeline name")
     add_project_options(p)
     p.set_defaults(func=cmd_rollback)
+
+    register_transfer(rsub)

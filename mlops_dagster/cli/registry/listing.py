@@ -85,8 +85,8 @@ def cmd_list(args: argparse.Namespace) -> int:
                     str(v.trainings),
                     score,
                     _status(r.version, current, was_champion, rejected),
-                    tags.get(r.run_id, {}).get(Tags.TRIGGER, "manual"),
-                    r.run_id[:8],
+                    tags.get(r.run_id, {}).get(Tags.TRIGGER) or r.trigger or "manual",
+                    r.run_id[:8] or "-",
                 ]
             )
         headers = ["", "VERSION", "LAST TRAINED", "TRAININGS", metric or "METRICS", "STATUS", "TRIGGER"]
@@ -102,8 +102,8 @@ def cmd_list(args: argparse.Namespace) -> int:
                 r.decision or "-",
                 short(r.version),
                 short(r.previous),
-                tags.get(r.run_id, {}).get(Tags.TRIGGER, "manual"),
-                r.run_id[:8],
+                tags.get(r.run_id, {}).get(Tags.TRIGGER) or r.trigger or "manual",
+                r.run_id[:8] or "-",
                 clip("; ".join(r.reasons), 70),
             ]
             for r in champions
@@ -119,8 +119,8 @@ def cmd_list(args: argparse.Namespace) -> int:
                 r.when,
                 short(r.version),
                 short(r.previous),
-                tags.get(r.run_id, {}).get(Tags.TRIGGER, "manual"),
-                r.run_id[:8],
+                tags.get(r.run_id, {}).get(Tags.TRIGGER) or r.trigger or "manual",
+                r.run_id[:8] or "-",
                 clip("; ".join(x for x in r.reasons if x.startswith("FAIL")) or "; ".join(r.reasons), 70),
             ]
             for r in decisions
