@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("evidently", "great_expectations", "bentoml", "sklearn", "onnx", "onnxruntime")
-# Deployment libraries load in the launchers, executors and `mlops-dagster deploy`, never with the definitions.
+# Deployment libraries load in launchers, executors and `mlops-dagster deploy`, never with the definitions.
 HEAVY += ("dagster_k8s", "dagster_aws", "kubernetes", "kubernetes_validate")
 
 # Runs in the child: execute the case, resolve every Definitions it produced (as `dagster dev` would),
