@@ -75,6 +75,23 @@ def _io_manager_for(base_path: str) -> ParquetIOManager:
     return ParquetIOManager(base_path=base_path)
 
 
+def _executor_for(kind: str | None) -> dg.ExecutorDefinition | None:
+    """The environment's executor. dagster-k8s and dagster-aws are imported only when one is chosen."""
+    if kind == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    if kind == "ecs":
+        from dagster_aws.ecs import ecs_executor
+
+        return ecs_executor
+    if kind == "in_process":
+        return dg.in_process_executor
+    if kind == "multiprocess":
+        return dg.multiprocess_executor
+    return None
+
+
 @functools.cache
 def _notifier_for(settings: NotifierSettings | None) -> Notifier:
     """The environment's notifier; its URL and token are read from the variables it names, at run time."""
@@ -183,5 +200,8 @@ def build_definitions(
         NOTIFIER_KEY: notifier,
         **(resources or {}),
     }
-    defs = dg.Definitions(assets=assets, jobs=jobs, sensors=sensors, resources=all_resources)
+    executor = _executor_for(env.spec.executor if env.spec else None)
+    defs = dg.Definitions(
+        assets=assets, jobs=jobs, sensors=sensors, resources=all_resources, executor=executor
+    )
     return dg.Definitions.merge(defs, *extra) if extra else defs

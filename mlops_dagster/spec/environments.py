@@ -94,6 +94,14 @@ class EnvironmentSpec(Located):
         default_factory=dict, description="Per asset short name or `default`: over each pipeline's compute"
     )
     notifier: NotifierSettings | None = None
+    executor: Literal["multiprocess", "in_process", "k8s", "ecs"] | None = Field(
+        None,
+        description=(
+            "How a run executes its steps: `k8s` (each step in its own pod, sized by `compute:`; "
+            "dagster-k8s' k8s_job_executor), `ecs` (each step in its own task; dagster-aws' "
+            "ecs_executor), `multiprocess` or `in_process`; default: Dagster's (multiprocess)"
+        ),
+    )
     approval: Literal["required", "none"] = Field(
         "none",
         description="`required`: a champion change other than an automatic rollback waits for approval",

@@ -174,3 +174,12 @@ def test_gates_for_a_pipeline_built_in_python_are_checked_against_it(specs: Path
     )
     with pytest.raises(SpecError, match="environments.yaml:3 environments.prod.gates.nope: unknown pipeline"):
         build_definitions(specs, environment="prod")
+
+
+@pytest.mark.parametrize(("kind", "name"), [("k8s", "k8s"), ("ecs", "ecs"), ("in_process", "in_process")])
+def test_the_environment_chooses_the_executor(specs: Path, kind: str, name: str) -> None:
+    (specs / "environments.yaml").write_text(f"environments:\n  prod:\n    executor: {kind}\n")
+    defs = build_definitions(specs, environment="prod")
+    assert defs.resolve_job_def("churn__retrain").executor_def.name == name
+    default = build_definitions(specs)  # no environment: Dagster's own default executor
+    assert default.resolve_job_def("churn__retrain").executor_def.name == "multi_or_in_process_executor"
