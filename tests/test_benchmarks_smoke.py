@@ -1,8 +1,10 @@
 """Every benchmark still runs: each script on tiny inputs, in a subprocess, as `make bench` runs it.
 
 These check that the scripts work (their own agreement checks included, e.g. defs_load's comparison
-of the plugin's graph with the hand-written baseline), never how fast anything is. serving.py is left
-out: it starts three servers for minutes; tests/packaging/test_bento_served.py serves the same bento.
+of the plugin's graph with the hand-written baseline), never how fast anything is. Left out, as they
+run for minutes: serving.py (three servers; tests/packaging/test_bento_served.py serves the same
+bento), image.py (cold image builds; tests/deploy/test_image.py builds and serves the same image) and
+s3_loop.py (the loop with injected faults; tests/e2e/test_s3_faults.py runs the same loop).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ SMALL = {
 
 
 def test_every_benchmark_script_is_covered() -> None:
-    scripts = {p.name for p in (ROOT / "benchmarks").glob("*.py")} - {"__init__.py", "serving.py"}
+    long_running = {"__init__.py", "serving.py", "image.py", "s3_loop.py"}
+    scripts = {p.name for p in (ROOT / "benchmarks").glob("*.py")} - long_running
     assert scripts <= set(SMALL), f"add a small run of {sorted(scripts - set(SMALL))} here"
 
 

@@ -19,7 +19,7 @@ from pydantic import Field
 from upath import UPath
 
 from mlops_dagster.errors import DataError
-from mlops_dagster.io.storage import check_root, write_bytes
+from mlops_dagster.io.storage import check_root, existing_files, write_bytes
 
 
 def default_storage_root() -> str:
@@ -102,7 +102,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             return read_parquet(path)
         wanted = context.asset_partition_keys
         paths = [self.path_for(key, p) for p in wanted]
-        present = [p for p in paths if p.exists()]
+        present = existing_files(paths)
         if not present:
             raise DataError(
                 f"{key.to_user_string()}: none of the {len(wanted)} requested partitions has "

@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from upath import UPath
@@ -61,8 +61,14 @@ def bucket_of(path: UPath) -> str | None:
 def check_root(root: UPath) -> None:
     """Check that an object-store root's bucket exists (once per process per bucket).
 
+    The bucket is looked up with `fs.info` (S3: one HeadBucket, retried by botocore on 5xx and
+    dropped connections), not `fs.exists`: s3fs's `exists` answers False for a bucket it could not
+    reach (throttled, unavailable, wrong endpoint), which would report a missing bucket for what is a
+    storage outage.
+
     Raises:
-        StorageError: the bucket does not exist or cannot be reached; it is never created.
+        StorageError: the bucket does not exist, these credentials cannot see it, or it cannot be
+            reached; it is never created.
     """
     bucket = bucket_of(root)
     if bucket is None:
@@ -72,16 +78,43 @@ def check_root(root: UPath) -> None:
         if key in _checked_buckets:
             return
     try:
-        exists = root.fs.exists(bucket)
-    except Exception as e:  # credentials, endpoint, network: say which bucket we were looking for
-        raise StorageError(f"storage {root}: cannot reach bucket '{bucket}' ({type(e).__name__}: {e})") from e
-    if not exists:
+        root.fs.info(bucket)
+    except FileNotFoundError as e:
         raise StorageError(
             f"storage {root}: bucket '{bucket}' does not exist (or these credentials cannot see it); "
             "create it first: mlops_dagster never creates buckets"
-        )
+        ) from e
+    except PermissionError as e:
+        raise StorageError(f"storage {root}: these credentials may not use bucket '{bucket}' ({e})") from e
+    except Exception as e:  # credentials, endpoint, network, a store answering 5xx after the retries
+        raise StorageError(
+            f"storage {root}: cannot reach bucket '{bucket}' after retries ({type(e).__name__}: {e})"
+        ) from e
     with _lock:
         _checked_buckets.add(key)
+
+
+def existing_files(paths: Sequence[UPath]) -> list[UPath]:
+    """The paths among `paths` that exist, in their order.
+
+    When several paths share one folder of an object store, that folder is listed once, fresh (the
+    file system's listing cache is dropped first, so a file another process wrote since is seen): one
+    LIST per 1,000 keys instead of a HEAD and a LIST for each missing path. A listing error is raised,
+    never taken for "missing". Local paths, and paths in different folders, are checked one by one.
+    """
+    folders = {p.parent.path for p in paths}
+    if len(paths) < 2 or len(folders) != 1 or is_local(paths[0]):
+        return [p for p in paths if p.exists()]
+    folder = paths[0].parent
+    invalidate = getattr(folder.fs, "invalidate_cache", None)
+    if invalidate is not None:
+        invalidate(folder.path)
+    try:
+        entries = folder.fs.ls(folder.path, detail=True)
+    except FileNotFoundError:
+        return []
+    names = {str(e["name"]).rstrip("/").rsplit("/", 1)[-1] for e in entries if e.get("type") == "file"}
+    return [p for p in paths if p.name in names]
 
 
 def _ensure_parent(path: UPath) -> None:
