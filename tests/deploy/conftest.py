@@ -1,9 +1,12 @@
 """Fixtures for the container tests: skip with the reason when docker cannot run here.
 
-In CI (`.ci/run`) docker and debootstrap are installed and the daemon is started, so these run.
+In CI (`.ci/run`) docker and debootstrap are installed and the daemon is started, so these run; CI
+also sets `MLOPS_DAGSTER_DOCKER=required`, which turns every such skip into a failure.
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -14,6 +17,8 @@ from tests.deploy import docker_support
 def docker_ready() -> None:
     """Skip the test when no docker daemon can be used (or started) on this machine."""
     reason = docker_support.docker_available()
+    if reason and os.environ.get("MLOPS_DAGSTER_DOCKER", "").lower() == "required":
+        pytest.fail(f"MLOPS_DAGSTER_DOCKER=required (as in CI), but {reason}")
     if reason:
         pytest.skip(reason)
 
@@ -24,7 +29,8 @@ def base_image(docker_ready: None) -> str:
     try:
         return docker_support.base_image()
     except docker_support.DockerUnavailable as exc:
-        pytest.skip(str(exc))
+        _skip_unless_required(str(exc))
+        raise
 
 
 @pytest.fixture(scope="session")
@@ -33,4 +39,11 @@ def user_code_image(base_image: str) -> str:
     try:
         return docker_support.user_code_image()
     except docker_support.DockerUnavailable as exc:
-        pytest.skip(str(exc))
+        _skip_unless_required(str(exc))
+        raise
+
+
+def _skip_unless_required(reason: str) -> None:
+    if os.environ.get("MLOPS_DAGSTER_DOCKER", "").lower() == "required":
+        pytest.fail(f"MLOPS_DAGSTER_DOCKER=required (as in CI), but {reason}")
+    pytest.skip(reason)
