@@ -24,7 +24,7 @@ import dagster as dg
 
 from mlops_dagster.errors import SpecError, SpecIssue
 from mlops_dagster.spec.compute import ComputeSpec
-from mlops_dagster.spec.environments import EnvironmentSpec
+from mlops_dagster.spec.environments import ENV_NAME_PATTERN, EnvironmentSpec
 from mlops_dagster.spec.models import GatesSpec, PipelineSpec
 
 ENV_VAR = "MLOPS_ENV"
@@ -138,6 +138,12 @@ def select_environment(
         name, chosen_by = env.get(CLOUD_DEPLOYMENT_VAR) or None, CLOUD_DEPLOYMENT_VAR
     if not name:
         return ActiveEnvironment(None, None)
+    if not re.fullmatch(ENV_NAME_PATTERN, name):  # it becomes a folder name: no `..`, `/` or spaces
+        where = f" ({chosen_by})" if chosen_by != "argument" else ""
+        message = (
+            f"environment name {name!r}{where} must match {ENV_NAME_PATTERN} (lowercase, digits, - and _)"
+        )
+        raise SpecError([SpecIssue("<environment>", None, "", message)])
     spec = by_name.get(name)
     if spec is None and by_name and chosen_by != CLOUD_DEPLOYMENT_VAR:
         where = f" ({chosen_by})" if chosen_by != "argument" else ""

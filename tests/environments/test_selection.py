@@ -183,3 +183,14 @@ def test_the_environment_chooses_the_executor(specs: Path, kind: str, name: str)
     assert defs.resolve_job_def("churn__retrain").executor_def.name == name
     default = build_definitions(specs)  # no environment: Dagster's own default executor
     assert default.resolve_job_def("churn__retrain").executor_def.name == "multi_or_in_process_executor"
+
+
+@pytest.mark.parametrize("name", ["../../etc", "Prod", "a b", "x/y", "-x"])
+def test_a_name_that_is_no_folder_name_is_refused_wherever_it_comes_from(name: str) -> None:
+    for explicit, environ in (
+        (name, {}),
+        (None, {"MLOPS_ENV": name}),
+        (None, {"DAGSTER_CLOUD_DEPLOYMENT_NAME": name}),
+    ):
+        with pytest.raises(SpecError, match="must match"):
+            select_environment([], explicit, environ)
