@@ -11,8 +11,9 @@ Nothing in moto runs containers. The tests therefore start the user-code image t
 
 `$DAGSTER_HOME` and the demo's landing folder are bind-mounted at their host paths. They stand in for
 the shared file system (EFS) a task would mount: the storage root (`$DAGSTER_HOME/mlops`) is then the
-same for the host and the containers, and `$DAGSTER_HOME/dagster.yaml` is the instance config a task
-gets in its image or from its `DAGSTER_HOME` volume.
+same for the host and the containers, and `$DAGSTER_HOME/dagster.yaml` stands in for the instance
+config a task gets in its image or from its `DAGSTER_HOME` volume (the code server reads it; the run
+worker gets the same config as the instance ref inside its `execute_run` command).
 """
 
 from __future__ import annotations
