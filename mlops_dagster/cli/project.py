@@ -123,8 +123,8 @@ def load_defs(args: argparse.Namespace) -> tuple[dg.Definitions, str]:
     return defs, str(path)
 
 
-def add_project_options(p: argparse.ArgumentParser) -> None:
-    """`--defs FILE | --specs PATH...` (read by `load_defs`), `--reason` and `-v` for a command that runs."""
+def add_defs_options(p: argparse.ArgumentParser) -> None:
+    """`--defs FILE | --specs PATH...` (read by `load_defs`): the project a command works in."""
     group = p.add_mutually_exclusive_group()
     group.add_argument(
         "--defs",
@@ -134,5 +134,10 @@ def add_project_options(p: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--specs", nargs="+", metavar="PATH", help="build the definitions from spec files or folders instead"
     )
+
+
+def add_project_options(p: argparse.ArgumentParser) -> None:
+    """`--defs FILE | --specs PATH...` (read by `load_defs`), `--reason` and `-v` for a command that runs."""
+    add_defs_options(p)
     p.add_argument("--reason", default="", help="why: recorded with the decision in the run's metadata")
     p.add_argument("-v", "--verbose", action="store_true", help="show the run's Dagster log")

@@ -11,47 +11,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from tests.deploy.deploy_common import PG
 from tests.deploy.ecs_moto import EcsTarget
 
 ROOT = Path(__file__).resolve().parents[2]
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 DAGSTER = Path(sys.executable).with_name("dagster")
-
-
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    """A fresh database on the local PostgreSQL, dropped afterwards; yields its name.
-
-    Raises:
-        RuntimeError: PostgreSQL is not reachable (CI starts it; see `.ci/run`).
-    """
-    import psycopg2
-
-    try:
-        admin = psycopg2.connect(dbname="postgres", **PG)
-    except psycopg2.OperationalError as e:
-        raise RuntimeError(
-            f"PostgreSQL is not reachable on 127.0.0.1:5432 ({e}); start it (see .ci/run)"
-        ) from e
-    admin.autocommit = True
-    name = f"mlops_ecs_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        yield name
-    finally:
-        with admin.cursor() as cur:
-            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.close()
 
 
 def instance_config(database: str, target: EcsTarget, *, container_name: str | None = None) -> dict[str, Any]:

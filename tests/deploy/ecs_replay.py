@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.deploy.deploy_common import wait_for_code_server
 from tests.deploy.docker_support import docker_run, remove_container
 from tests.deploy.ecs_moto import REGION, EcsTarget
 
@@ -62,35 +63,19 @@ def open_folders(*folders: Path) -> None:
             path.chmod(path.stat().st_mode | (0o777 if path.is_dir() else 0o666))
 
 
-def wait_for_code_server(port: int, container: str, log: Path, timeout: float = 600.0) -> None:
-    """Poll `dagster api grpc-health-check` until the server on 127.0.0.1:`port` answers.
-
-    Raises:
-        RuntimeError: The container is gone (the end of its `log` is included).
-        TimeoutError: No answer in time.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        check = subprocess.run(
-            [str(DAGSTER), "api", "grpc-health-check", "--host", "127.0.0.1", "--port", str(port)],
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-        if check.returncode == 0:
-            return
-        state = subprocess.run(
-            ["docker", "inspect", "--format", "{{.State.Running}}", container],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        if state.stdout.strip() != "true":
-            time.sleep(1)  # let `docker logs -f` write the last lines
-            raise RuntimeError(f"the code server container {container} exited:\n{log.read_text()[-4000:]}")
-        time.sleep(2)
-    raise TimeoutError(f"no code server answered on 127.0.0.1:{port} within {timeout:.0f}s")
+def _gone(container: str, log: Path) -> str | None:
+    """The end of the container's log once it has stopped; None while it runs."""
+    state = subprocess.run(
+        ["docker", "inspect", "--format", "{{.State.Running}}", container],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if state.stdout.strip() == "true":
+        return None
+    time.sleep(1)  # let `docker logs -f` write the last lines
+    return f"container {container}:\n{log.read_text()[-4000:]}"
 
 
 @contextmanager
@@ -108,7 +93,7 @@ def code_server(
     with open(log, "wb") as sink:
         follower = subprocess.Popen(["docker", "logs", "-f", name], stdout=sink, stderr=subprocess.STDOUT)
     try:
-        wait_for_code_server(port, name, log)
+        wait_for_code_server(port, timeout=600.0, alive=lambda: _gone(name, log))
         yield name
     finally:
         remove_container(name)

@@ -21,9 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,44 +31,15 @@ from typing import Any
 import dagster as dg
 import yaml
 
+from tests.deploy.deploy_common import DAGSTER, PG, wait_for_code_server
 from tests.deploy.k8s_api import KubernetesApi
 
 ROOT = Path(__file__).resolve().parents[2]
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
-DAGSTER = Path(sys.executable).with_name("dagster")
 NAMESPACE = "mlops"
 SERVICE_ACCOUNT = "dagster-run"
 INSTANCE_CONFIG_MAP = "dagster-instance"
 KUBECONFIG_SECRET = "dagster-kubeconfig"
 LOCATION = "mlops-demo"
-
-
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    """A fresh database on the local PostgreSQL, dropped afterwards; yields its name.
-
-    Raises:
-        RuntimeError: PostgreSQL is not reachable (CI starts it; see `.ci/run`).
-    """
-    import psycopg2
-
-    try:
-        admin = psycopg2.connect(dbname="postgres", **PG)
-    except psycopg2.OperationalError as e:
-        raise RuntimeError(
-            f"PostgreSQL is not reachable on 127.0.0.1:5432 ({e}); start it (see .ci/run)"
-        ) from e
-    admin.autocommit = True
-    name = f"mlops_k8s_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        yield name
-    finally:
-        with admin.cursor() as cur:
-            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.close()
 
 
 @dataclass(frozen=True)
@@ -196,35 +165,6 @@ class Deployment:
     def host_env(self) -> dict[str, str]:
         """What a host process needs to use this deployment's instance and data."""
         return {"DAGSTER_HOME": str(self.home), "MLOPS_DEMO_DATA": str(self.demo_data)}
-
-
-def wait_for_code_server(port: int, timeout: float = 300.0, alive: Any = None) -> None:
-    """Poll `dagster api grpc-health-check` until the server on 127.0.0.1:`port` answers.
-
-    Args:
-        port: The server's port.
-        timeout: Seconds to wait.
-        alive: Optional callable returning an error text when the server process is gone.
-
-    Raises:
-        TimeoutError: No answer in time.
-        RuntimeError: `alive` reported the server gone.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        check = subprocess.run(
-            [str(DAGSTER), "api", "grpc-health-check", "--host", "127.0.0.1", "--port", str(port)],
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-        if check.returncode == 0:
-            return
-        gone = alive() if alive else None
-        if gone:
-            raise RuntimeError(f"the code server on port {port} exited:\n{gone}")
-        time.sleep(1)
-    raise TimeoutError(f"no code server answered on 127.0.0.1:{port} within {timeout:.0f}s")
 
 
 @contextmanager

@@ -24,9 +24,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from tests.deploy.deploy_common import DAGSTER, wait_for_code_server
 from tests.deploy.docker_support import docker_run, remove_container
 from tests.deploy.k8s_api import KubernetesApi
-from tests.deploy.k8s_deployment import DAGSTER, NAMESPACE, ROOT, Deployment, wait_for_code_server
+from tests.deploy.k8s_deployment import NAMESPACE, ROOT, Deployment
 
 _UNITS: dict[str, Decimal] = {"m": Decimal("0.001"), "": Decimal(1)}
 _UNITS.update({u: Decimal(10) ** (3 * (i + 1)) for i, u in enumerate("kMGTPE")})

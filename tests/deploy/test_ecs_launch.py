@@ -28,7 +28,8 @@ import yaml
 
 from mlops_dagster.registry import records
 from tests.deploy import docker_support
-from tests.deploy.ecs_instance import ROOT, instance_config, launch, postgres_database, write_instance
+from tests.deploy.deploy_common import postgres_database
+from tests.deploy.ecs_instance import ROOT, instance_config, launch, write_instance
 from tests.deploy.ecs_moto import EcsCall, EcsTarget, aws_environment, create_ecs_target, recording_moto
 from tests.deploy.ecs_replay import code_server, open_folders, task_container, workspace_file
 
@@ -49,7 +50,7 @@ def test_demo_spec_asks_for_the_size_checked_here() -> None:
 @pytest.fixture
 def pg_database():  # type: ignore[no-untyped-def]
     try:
-        with postgres_database() as name:
+        with postgres_database("mlops_ecs") as name:
             yield name
     except RuntimeError as e:  # pragma: no cover - CI starts PostgreSQL
         pytest.fail(str(e))

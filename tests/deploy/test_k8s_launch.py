@@ -31,6 +31,7 @@ import kubernetes_validate
 import pytest
 from dagster_k8s.client import DagsterK8sUnrecoverableAPIError
 
+from tests.deploy.deploy_common import postgres_database
 from tests.deploy.docker_support import IMAGE_TAG, free_port
 from tests.deploy.k8s_api import KubernetesApi, kubernetes_api
 from tests.deploy.k8s_checks import COMPUTE, RUN_JOB, STEP_JOB, assert_run_job, assert_step_job
@@ -40,7 +41,6 @@ from tests.deploy.k8s_deployment import (
     Deployment,
     create_run,
     host_code_server,
-    postgres_database,
     wait_for_run,
     workspace,
 )
@@ -62,7 +62,7 @@ def api() -> Iterator[KubernetesApi]:
 @pytest.fixture
 def pg_database() -> Iterator[str]:
     try:
-        with postgres_database() as name:
+        with postgres_database("mlops_k8s") as name:
             yield name
     except RuntimeError as e:  # pragma: no cover - CI starts PostgreSQL
         pytest.fail(str(e))

@@ -14,24 +14,16 @@ from typing import TYPE_CHECKING
 
 from mlops_dagster.cli.errors import CliError
 from mlops_dagster.cli.output import short
-from mlops_dagster.cli.project import DEFAULT_DEFS, load_defs, open_instance, require_pipeline_records
+from mlops_dagster.cli.project import (
+    add_defs_options,
+    load_defs,
+    open_instance,
+    require_pipeline_records,
+)
 from mlops_dagster.cli.registry.lookup import MIN_PREFIX, resolve
 
 if TYPE_CHECKING:
     import dagster as dg
-
-
-def add_defs_options(p: argparse.ArgumentParser) -> None:
-    """`--defs FILE | --specs PATH...`: the project whose environment the command runs in."""
-    group = p.add_mutually_exclusive_group()
-    group.add_argument(
-        "--defs",
-        metavar="FILE",
-        help=f"python file exposing `defs` (a dagster.Definitions); default ./{DEFAULT_DEFS}",
-    )
-    group.add_argument(
-        "--specs", nargs="+", metavar="PATH", help="build the definitions from spec files or folders instead"
-    )
 
 
 def register_transfer(rsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
