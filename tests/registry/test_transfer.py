@@ -29,7 +29,9 @@ from tests.s3_server import LocalS3, local_s3, moto_server
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINES = ROOT / "pipelines"
-DAYS = [f"2026-01-{d:02d}" for d in range(1, 6)]
+# Days no other test trains churn on: the version (a content hash) is this module's alone in the BentoML
+# store the xdist workers share, so dropping it here never pulls it from under another test.
+DAYS = [f"2026-02-{d:02d}" for d in range(11, 16)]
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 FILES = {MODEL_FILE, "model_card.json", "model_card.md", "drift_profile.json", "reference_sample.parquet"}
 
@@ -131,6 +133,24 @@ def _drop_from_store(version: str) -> None:
         bentoml.models.delete(f"churn:{version}")
     except NotFound:
         pass
+
+
+@pytest.fixture
+def stored(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The versions this test's imports added to the store. The store itself is shared with the other
+    xdist workers, which may save the same content-addressed churn version at any moment: whether a
+    refused import stored something is told by the calls, not by the store's content."""
+    from mlops_dagster.registry import store
+
+    calls: list[str] = []
+    real = store.store_files
+
+    def spy(pipeline: str, files: Any, sha256: str) -> Any:
+        calls.append(sha256)
+        return real(pipeline, files, sha256)
+
+    monkeypatch.setattr(store, "store_files", spy)
+    return calls
 
 
 def _in_store(version: str) -> bool:
@@ -281,7 +301,12 @@ REFUSALS: dict[str, tuple[Callable[[Path], None], str, str]] = {
 
 @pytest.mark.parametrize("case", sorted(REFUSALS))
 def test_a_tampered_or_partial_export_is_refused_and_nothing_is_stored_or_recorded(
-    case: str, source: dict[str, Any], target: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    case: str,
+    source: dict[str, Any],
+    target: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    stored: list[str],
 ) -> None:
     spoil, pipeline, message = REFUSALS[case]
     export = tmp_path / "export"
@@ -292,7 +317,7 @@ def test_a_tampered_or_partial_export_is_refused_and_nothing_is_stored_or_record
     assert code == 1, out
     assert err.startswith("error: ") and message in err and str(export) in err, err
     assert "Traceback" not in err
-    assert not _in_store(source["version"])
+    assert stored == []
     assert not (target / "mlops" / "models").exists()
     with dg.DagsterInstance.get() as instance:
         assert not instance.has_asset_key(candidate_key(pipeline))
@@ -316,6 +341,7 @@ def test_export_to_s3_and_import_from_it(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    stored: list[str],
 ) -> None:
     bucket, version = s3.new_bucket(), source["version"]
     uri = f"s3://{bucket}/exports/churn-{version[:8]}"
@@ -336,7 +362,7 @@ def test_export_to_s3_and_import_from_it(
     _drop_from_store(version)
     code, _, err = _import(uri, capsys)
     assert code == 1 and "sha256 of model_card.json is" in err and uri in err
-    assert not _in_store(version) and _candidates(home) == []
+    assert stored == [] and _candidates(home) == []
 
     s3.client.put_object(Bucket=bucket, Key=key, Body=original)
     code, out, err = _import(uri, capsys)
