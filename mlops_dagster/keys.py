@@ -170,3 +170,4 @@ class Tags:
 
     # CLI: `registry promote | rollback`.
     ACTION = "mlops/action"
+    REQUESTED_BY = "mlops/requested_by"  # the user who ran the command (recorded in the audit log)

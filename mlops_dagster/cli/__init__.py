@@ -7,15 +7,17 @@
     mlops-dagster registry rollback NAME [--reason TEXT] [--defs FILE | --specs PATH...]
     mlops-dagster registry export NAME VERSION --to URI [--defs FILE | --specs PATH...]
     mlops-dagster registry import NAME --from URI [--defs FILE | --specs PATH...]
-    mlops-dagster registry export NAME VERSION --to URI
-    mlops-dagster registry import NAME --from URI
     mlops-dagster deploy render --target {k8s,ecs,dagster-plus} --env NAME --image IMAGE --out DIR
     mlops-dagster deploy check DIR
+    mlops-dagster audit list NAME [--json] [--defs FILE | --specs PATH...]
+    mlops-dagster audit verify [NAME] [--defs FILE | --specs PATH...]
 
 The registry of record is the Dagster instance at `$DAGSTER_HOME`: `list` and `show` read its asset
 history, and `promote` / `rollback` are Dagster runs of the `<p>/champion` asset, so every change is
 in the UI and the event log like any other materialization. `deploy render` writes one environment's
 configuration for Kubernetes (Helm), ECS or Dagster+, and `deploy check` validates it offline.
+`audit list` shows a pipeline's hash-chained decision log (`<storage root>/audit/<p>.jsonl`), and
+`audit verify` checks its chain and the instance's decisions against it (exit 1 unless intact).
 
 The ML libraries (sklearn, bentoml, Great Expectations, Evidently) and the deployment tools
 (dagster-k8s, dagster-aws, kubernetes-validate) are imported inside the commands that need them;
@@ -32,7 +34,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from mlops_dagster.cli import deploy, quarantine, registry, validate
+from mlops_dagster.cli import audit, deploy, quarantine, registry, validate
 from mlops_dagster.cli.errors import CliError
 from mlops_dagster.cli.output import err
 from mlops_dagster.errors import MlopsDagsterError, SpecError
@@ -45,6 +47,7 @@ GROUPS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], No
     registry.register,
     quarantine.register,
     deploy.register,
+    audit.register,
 )
 
 

@@ -141,3 +141,13 @@ def add_project_options(p: argparse.ArgumentParser) -> None:
     add_defs_options(p)
     p.add_argument("--reason", default="", help="why: recorded with the decision in the run's metadata")
     p.add_argument("-v", "--verbose", action="store_true", help="show the run's Dagster log")
+
+
+def requested_by() -> str:
+    """Who runs the command, for the audit log: the login name, else `unknown`."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry for the uid, as in some containers
+        return "unknown"

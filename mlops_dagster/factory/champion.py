@@ -85,6 +85,36 @@ def _result(
     )
 
 
+def _audit(
+    context: dg.AssetExecutionContext,
+    spec: PipelineSpec,
+    action: str,
+    version: str,
+    previous: str | None,
+    reasons: list[str],
+) -> None:
+    """Append the decision to the pipeline's tamper-evident audit log (`mlops_dagster/audit.py`).
+
+    Written while the decision lock is held, before the materialization is recorded; a failed append
+    is a warning, never a failed decision (the event log stays the registry of record, and
+    `audit verify` reports a decision it holds that the log lacks).
+    """
+    from mlops_dagster.audit import record_decision
+
+    record_decision(
+        spec.name,
+        action,
+        version=version,
+        previous=previous,
+        reasons=reasons,
+        trigger=context.run.tags.get(Tags.TRIGGER, "manual"),
+        run_id=context.run_id,
+        by=context.run.tags.get(Tags.REQUESTED_BY),
+        environment=environment_name(spec),
+        log=context.log,
+    )
+
+
 def _observe(
     context: dg.AssetExecutionContext,
     spec: PipelineSpec,
@@ -95,6 +125,7 @@ def _observe(
     current: str | None,
     extra: dict[str, Any] | None = None,
 ) -> None:
+    _audit(context, spec, "keep", version, current, reasons)
     context.log_event(
         dg.AssetObservation(
             asset_key=champion_key(spec.name),
@@ -185,6 +216,7 @@ def build_champion_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
             reasons += [onnx.reason] if onnx is not None else []
             context.log.info(f"{spec.name}: {reasons[0]}")
             extra = onnx.metadata if onnx is not None else None
+            _audit(context, spec, "rollback", target.version, current.version, reasons)
             yield _result(spec, target, "rollback", reasons, target.metrics, current.version, extra)
             return
 
@@ -251,6 +283,8 @@ def build_champion_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
             f"{spec.name}: promoting {record.version} "
             f"(trigger {context.run.tags.get(Tags.TRIGGER, 'manual')})"
         )
+        action = "manual_promote" if config.action == "promote" else "promote"
+        _audit(context, spec, action, record.version, current.version if current else None, reasons)
         yield _result(
             spec, record, "promote", reasons, candidate_scores, current.version if current else None, extra
         )

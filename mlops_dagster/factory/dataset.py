@@ -28,7 +28,7 @@ from mlops_dagster.factory.versions import code_version
 from mlops_dagster.io.parquet import content_hash
 from mlops_dagster.io.quarantine import Quarantine
 from mlops_dagster.io.sources import read_source, source_bytes
-from mlops_dagster.keys import IO_MANAGER_KEY, Meta, dataset_key
+from mlops_dagster.keys import IO_MANAGER_KEY, Meta, Tags, dataset_key
 from mlops_dagster.quality.baseline import Baseline
 from mlops_dagster.quality.builtin_checks import (
     DOMAIN_CHECK_NAME,
@@ -154,10 +154,12 @@ def build_dataset_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
             df = hash_columns(coerce_timestamps(raw, spec.dataset.timestamp).reset_index(drop=True), pii)
             if quarantine.release(key, partition):
                 context.log.info(f"{where}: passed; released from quarantine")
+                _audit_batch(context, spec, "release", partition, [])
             yield versioned_output(df, frame_metadata(df, pii), content_hash(df))
         elif any(failure_kind(r) != CONFIG for r in refused):
             report = failure_report(results, context.run_id, pii)
             held = quarantine.hold(key, partition, report, frame=hash_columns(raw, pii))
+            _audit_batch(context, spec, "quarantine", partition, report["reasons"])
             context.log.error(
                 f"{where}: {len(refused)} blocking check(s) failed; batch quarantined at {held}: "
                 + "; ".join(report["reasons"])
@@ -201,5 +203,26 @@ def _unreadable(
         report["note"] = "the source may hold pii: the raw file is not copied into quarantine"
         raw_bytes = None
     where = quarantine.hold(key, partition, report, raw=raw_bytes, raw_suffix=suffix)
+    _audit_batch(context, spec, "quarantine", partition, report["reasons"])
     context.log.error(f"{error}; quarantined at {where}")
     yield guard_result(key, GuardResult(False, [str(error)]), partition, baseline.version)
+
+
+def _audit_batch(
+    context: dg.AssetExecutionContext, spec: PipelineSpec, action: str, partition: str | None, reasons: Any
+) -> None:
+    """A batch quarantined or released, in the pipeline's audit log (a failed append is a warning)."""
+    from mlops_dagster.audit import record_decision
+    from mlops_dagster.environments import environment_name
+
+    record_decision(
+        spec.name,
+        action,
+        version=None,
+        reasons=[str(r) for r in reasons],
+        trigger=context.run.tags.get(Tags.TRIGGER, "manual"),
+        run_id=context.run_id,
+        environment=environment_name(spec),
+        extra={"asset": dataset_key(spec.name).to_user_string(), "partition": partition},
+        log=context.log,
+    )

@@ -21,6 +21,7 @@ materialization or a differing data version. The negative case: a store that ans
 from __future__ import annotations
 
 import io
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -178,13 +179,22 @@ def test_nothing_was_lost_and_the_data_versions_equal_the_fault_free_run(loops: 
     for where, expected in clean.materialized.items():
         assert faulty.materialized[where] == expected, where
     # the same objects with the same bytes (ETag = MD5), the model mirror and the edge bundle included;
-    # Evidently's HTML report embeds its own random ids, so it is compared by being whole instead
+    # Evidently's HTML report embeds its own random ids, so it is compared by being whole instead, and
+    # the audit log (times, run ids) by the decisions it holds, in order
     objects, reference = loops.objects(faulty.bucket), loops.objects(clean.bucket)
     assert set(objects) == set(reference)
     html = {k for k in objects if k.endswith(".html")}
-    assert {k: objects[k] for k in objects if k not in html} == {
-        k: reference[k] for k in objects if k not in html
+    audit = {k for k in objects if "/audit/" in k}
+    assert audit, "no audit log in the bucket"
+    assert {k: objects[k] for k in objects if k not in html | audit} == {
+        k: reference[k] for k in objects if k not in html | audit
     }
+    for key in audit:
+        decisions = [
+            [(r["action"], r["version"]) for r in map(json.loads, loops.read(bucket, key).splitlines())]
+            for bucket in (faulty.bucket, clean.bucket)
+        ]
+        assert decisions[0] == decisions[1], key
     for key in html:
         assert loops.read(faulty.bucket, key).rstrip().endswith(b"</html>"), key
     assert any(k.endswith("/manifest.json") and "/models/" in k for k in objects)

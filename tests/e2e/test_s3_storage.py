@@ -105,10 +105,12 @@ def test_the_whole_loop_stores_every_artifact_in_the_bucket(s3: LocalS3, helpers
     assert verify_bundle(copy)["version"] == champion.version
 
     assert not list(tmp_path.rglob("s3:*")), "a URL became a local folder"
-    # Only the model store's mirror follows the environment's root: here the embedded default (no
-    # environment chosen); with `storage: s3://...` it lands in the bucket too (test_s3_faults.py).
+    # Only the model store's mirror and the audit log follow the environment's root: here the embedded
+    # default (no environment chosen); with `storage: s3://...` they land in the bucket too
+    # (test_s3_faults.py).
     local = Path(default_storage_root())
-    strays = [p for p in local.rglob("*") if p.is_file() and p.relative_to(local).parts[0] != "models"]
+    followers = ("models", "audit")
+    strays = [p for p in local.rglob("*") if p.is_file() and p.relative_to(local).parts[0] not in followers]
     assert not strays, f"something was written to the local default root: {strays}"
 
 

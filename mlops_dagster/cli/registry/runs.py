@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlops_dagster.cli.errors import CliError
 from mlops_dagster.cli.output import err
-from mlops_dagster.cli.project import load_defs, open_instance, require_pipeline_records
+from mlops_dagster.cli.project import load_defs, open_instance, requested_by, require_pipeline_records
 from mlops_dagster.cli.registry.lookup import resolve
 from mlops_dagster.errors import RegistryError
 
@@ -117,7 +117,12 @@ def _run_champion(args: argparse.Namespace, action: str, config: dict[str, Any])
                     instance=instance,
                     resources=dict(defs.resources or {}),
                     run_config=run_config,
-                    tags={Tags.TRIGGER: "cli", Tags.ACTION: action, Tags.PIPELINE: args.name},
+                    tags={
+                        Tags.TRIGGER: "cli",
+                        Tags.ACTION: action,
+                        Tags.PIPELINE: args.name,
+                        Tags.REQUESTED_BY: requested_by(),
+                    },
                     raise_on_error=False,
                 )
             except DagsterError as e:  # the run could not start (config, resources, definitions)

@@ -18,6 +18,7 @@ from mlops_dagster.cli.project import (
     add_defs_options,
     load_defs,
     open_instance,
+    requested_by,
     require_pipeline_records,
 )
 from mlops_dagster.cli.registry.lookup import MIN_PREFIX, resolve
@@ -76,6 +77,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         require_pipeline_records(instance, args.name)
         record = resolve(records.candidate_history(instance, args.name, limit=1000), args.name, args.version)
         export = export_version(instance, args.name, record.version, args.to)
+    _audit(args.name, "export", export.version, {"to": args.to, "model_sha256": export.sha256})
     files = export.files.files
     print(f"exported {args.name}:{export.version} from environment {_environment()} to {args.to}")
     print(f"  sha256    {export.sha256}")
@@ -94,6 +96,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     with open_instance() as instance:
         result = import_version(instance, args.name, args.source)
     export = result.export
+    if result.recorded:
+        _audit(args.name, "import", export.version, {"from": args.source, "model_sha256": export.sha256})
     home = os.environ.get("DAGSTER_HOME")
     mirror = mirror_path(args.name, export.version)
     print(
@@ -117,3 +121,19 @@ def cmd_import(args: argparse.Namespace) -> int:
         f"{args.name}/champion, or `mlops-dagster registry promote {args.name} {short(export.version)}`"
     )
     return 0
+
+
+def _audit(pipeline: str, action: str, version: str, extra: dict[str, str]) -> None:
+    """An export or import in the pipeline's audit log, under the environment's root."""
+    from mlops_dagster.audit import record_decision
+    from mlops_dagster.environments import active
+
+    record_decision(
+        pipeline,
+        action,
+        version=version,
+        trigger="cli",
+        by=requested_by(),
+        environment=active().name or "default",
+        extra=extra,
+    )
