@@ -265,7 +265,14 @@ def test_staging_to_prod_prods_gates_decide_on_prods_data_and_nothing_crosses(wo
     assert {f for f in prod_files if f.startswith("data/churn/dataset/")} == {
         f"data/churn/dataset/{d}.parquet" for d in PROD_DAYS
     }
-    assert not {f for f in prod_files if not f.startswith(("data/", "models/churn/"))}
+    assert not {f for f in prod_files if not f.startswith(("data/", "models/churn/", "audit/"))}
+    # prod's own audit log holds the import and prod's decision; staging's holds the export
+    prod_lines = (prod.storage / "audit" / "churn.jsonl").read_text().splitlines()
+    prod_log = [json.loads(line) for line in prod_lines]
+    assert [r["action"] for r in prod_log][:1] == ["import"] and prod_log[0]["from"] == str(export)
+    assert prod_log[-1]["action"] == "promote" and prod_log[-1]["environment"] == "prod"
+    staging_log = (staging.storage / "audit" / "churn.jsonl").read_text().splitlines()
+    assert [json.loads(line)["action"] for line in staging_log] == ["export"]
     assert {f for f in _tree(staging.storage) if f.startswith("data/churn/dataset/")} == {
         f"data/churn/dataset/{d}.parquet" for d in STAGING_DAYS
     }
