@@ -171,3 +171,4 @@ class Tags:
     # CLI: `registry promote | rollback`.
     ACTION = "mlops/action"
     REQUESTED_BY = "mlops/requested_by"  # the user who ran the command (recorded in the audit log)
+    APPROVED_BY = "mlops/approved_by"  # `registry approve`: the owner who approved the promotion

@@ -4,6 +4,7 @@
     mlops-dagster registry list NAME
     mlops-dagster registry show NAME [VERSION] [--json]
     mlops-dagster registry promote NAME VERSION [--reason TEXT] [--defs FILE | --specs PATH...]
+    mlops-dagster registry approve NAME VERSION --by WHO [--reason TEXT] [--defs FILE | --specs PATH...]
     mlops-dagster registry rollback NAME [--reason TEXT] [--defs FILE | --specs PATH...]
     mlops-dagster registry export NAME VERSION --to URI [--defs FILE | --specs PATH...]
     mlops-dagster registry import NAME --from URI [--defs FILE | --specs PATH...]

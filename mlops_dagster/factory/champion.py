@@ -30,6 +30,7 @@ class ChampionConfig(dg.Config):
     action: Literal["gate", "promote", "rollback"] = "gate"
     version: str | None = None
     reason: str = ""
+    approved_by: str = ""  # `registry approve`: one of the pipeline's owners (environments with approval)
 
 
 def _score(spec: PipelineSpec, record: Any, holdout: pd.DataFrame, features: list[str]) -> dict[str, float]:
@@ -92,6 +93,7 @@ def _audit(
     version: str,
     previous: str | None,
     reasons: list[str],
+    approved_by: str = "",
 ) -> None:
     """Append the decision to the pipeline's tamper-evident audit log (`mlops_dagster/audit.py`).
 
@@ -111,7 +113,31 @@ def _audit(
         run_id=context.run_id,
         by=context.run.tags.get(Tags.REQUESTED_BY),
         environment=environment_name(spec),
+        extra={"approved_by": approved_by} if approved_by else None,
         log=context.log,
+    )
+
+
+def _approval(spec: PipelineSpec, config: ChampionConfig, version: str) -> str | None:
+    """Why a promotion that passed the gates must still wait, or None when it may go ahead.
+
+    In an environment with `approval: required`, only `registry approve` (a manual promote naming one
+    of the pipeline's owners) moves the champion forward; rollbacks never wait.
+
+    Raises:
+        RegistryError: the approver is not one of the pipeline's owners.
+    """
+    if config.approved_by and config.approved_by not in spec.owners:
+        raise RegistryError(
+            f"{spec.name}: {config.approved_by!r} may not approve: approvers are the pipeline's owners "
+            f"({', '.join(spec.owners) or 'none declared'})"
+        )
+    env = spec.environment
+    if env is None or env.approval != "required" or config.approved_by:
+        return None
+    return (
+        f"WAIT approval: environment {env.name!r} requires one; run `mlops-dagster registry approve "
+        f"{spec.name} {version} --by <owner>` (owners: {', '.join(spec.owners) or 'none declared'})"
     )
 
 
@@ -261,7 +287,28 @@ def build_champion_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
         onnx = _onnx_gate(spec, record, holdout) if decision.promote else None
         reasons += [onnx.reason] if onnx is not None else []
         extra = onnx.metadata if onnx is not None else None
-        if not decision.promote or (onnx is not None and onnx.required and not onnx.passed):
+        waiting = _approval(spec, config, record.version)
+        if config.approved_by:
+            reasons.insert(0, f"approved by {config.approved_by}")
+        passed = decision.promote and not (onnx is not None and onnx.required and not onnx.passed)
+        if passed and waiting:
+            reasons.append(waiting)
+            _observe(
+                context,
+                spec,
+                record.version,
+                "keep",
+                reasons,
+                candidate_scores,
+                current.version if current else None,
+                extra,
+            )
+            if config.action == "promote":
+                raise dg.Failure(
+                    f"{spec.name}: {record.version} passed the gates but needs an approval: {waiting}"
+                )
+            return
+        if not passed:
             _observe(
                 context,
                 spec,
@@ -284,7 +331,8 @@ def build_champion_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
             f"(trigger {context.run.tags.get(Tags.TRIGGER, 'manual')})"
         )
         action = "manual_promote" if config.action == "promote" else "promote"
-        _audit(context, spec, action, record.version, current.version if current else None, reasons)
+        previous = current.version if current else None
+        _audit(context, spec, action, record.version, previous, reasons, approved_by=config.approved_by)
         yield _result(
             spec, record, "promote", reasons, candidate_scores, current.version if current else None, extra
         )

@@ -13,7 +13,7 @@ import argparse
 from mlops_dagster.cli.project import add_project_options
 from mlops_dagster.cli.registry.listing import cmd_list
 from mlops_dagster.cli.registry.lookup import MIN_PREFIX
-from mlops_dagster.cli.registry.runs import cmd_promote, cmd_rollback
+from mlops_dagster.cli.registry.runs import cmd_approve, cmd_promote, cmd_rollback
 from mlops_dagster.cli.registry.show import cmd_show
 from mlops_dagster.cli.registry.transfer import register_transfer
 
@@ -46,6 +46,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("version", metavar="VERSION", help=f"version or unique prefix (>= {MIN_PREFIX})")
     add_project_options(p)
     p.set_defaults(func=cmd_promote)
+
+    p = rsub.add_parser(
+        "approve", help="approve and promote a version through the gates (environments with approval)"
+    )
+    p.add_argument("name", metavar="NAME", help="pipeline name")
+    p.add_argument("version", metavar="VERSION", help=f"version or unique prefix (>= {MIN_PREFIX})")
+    p.add_argument("--by", required=True, metavar="WHO", help="the approver: one of the pipeline's owners")
+    add_project_options(p)
+    p.set_defaults(func=cmd_approve)
 
     p = rsub.add_parser("rollback", help="return to the previous champion (a Dagster run)")
     p.add_argument("name", metavar="NAME", help="pipeline name")

@@ -90,7 +90,9 @@ def _join_the_pool(instance: dg.DagsterInstance, name: str, action: str) -> None
         )
 
 
-def _run_champion(args: argparse.Namespace, action: str, config: dict[str, Any]) -> int:
+def _run_champion(
+    args: argparse.Namespace, action: str, config: dict[str, Any], tags: dict[str, str] | None = None
+) -> int:
     """Materialize `<p>/champion` with `config` in a run tagged by the CLI; report what moved."""
     import warnings
 
@@ -122,6 +124,7 @@ def _run_champion(args: argparse.Namespace, action: str, config: dict[str, Any])
                         Tags.ACTION: action,
                         Tags.PIPELINE: args.name,
                         Tags.REQUESTED_BY: requested_by(),
+                        **(tags or {}),
                     },
                     raise_on_error=False,
                 )
@@ -196,3 +199,35 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         )
     config = {"action": "rollback", "reason": args.reason or ""}
     return _run_champion(args, "rollback", config)
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    """Promote `args.version` of `args.name` through the gates with the approval of `args.by`.
+
+    In an environment with `approval: required` this is the only way a new champion is made (a
+    rollback never waits); elsewhere it is a promote that records who approved it.
+    """
+    import dagster as dg
+
+    from mlops_dagster.keys import Tags, champion_key
+    from mlops_dagster.registry import records
+
+    defs, source = load_defs(args)
+    key = champion_key(args.name)
+    try:
+        owners = list(defs.resolve_assets_def(key).owners_by_key.get(key, []))
+    except (dg.DagsterInvalidDefinitionError, KeyError, ValueError) as e:
+        raise CliError(f"unknown pipeline {args.name!r} in {source}: no asset {key.to_user_string()}") from e
+    if args.by not in owners:
+        listed = ", ".join(owners) or "none declared; set `owners:` in its spec"
+        raise CliError(f"{args.by!r} may not approve {args.name}: approvers are its owners ({listed})")
+    with open_instance() as instance:
+        require_pipeline_records(instance, args.name)
+        record = resolve(records.candidate_history(instance, args.name, limit=1000), args.name, args.version)
+    config = {
+        "action": "promote",
+        "version": record.version,
+        "reason": args.reason or "",
+        "approved_by": args.by,
+    }
+    return _run_champion(args, "promote", config, tags={Tags.APPROVED_BY: args.by})
