@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -24,7 +25,7 @@ import dagster as dg
 
 from mlops_dagster.errors import SpecError, SpecIssue
 from mlops_dagster.spec.compute import ComputeSpec
-from mlops_dagster.spec.environments import ENV_NAME_PATTERN, EnvironmentSpec
+from mlops_dagster.spec.environments import ENV_NAME_PATTERN, EncryptionSettings, EnvironmentSpec
 from mlops_dagster.spec.models import GatesSpec, PipelineSpec
 
 ENV_VAR = "MLOPS_ENV"
@@ -167,9 +168,31 @@ _ACTIVE: ActiveEnvironment | None = None
 
 
 def activate(env: ActiveEnvironment | None) -> None:
-    """Make `env` the process's environment (`build_definitions` does this); None forgets it."""
+    """Make `env` the process's environment (`build_definitions` does this); None forgets it.
+
+    Its `encryption` then applies to every object this process writes to S3 (fsspec's configuration
+    for `s3`, which s3fs reads when it makes a file system), whatever writes it: the IO manager, the
+    model mirror, the audit log, quarantine.
+    """
     global _ACTIVE
     _ACTIVE = env
+    _apply_encryption(env.spec.encryption if env is not None and env.spec is not None else None)
+
+
+def _apply_encryption(settings: EncryptionSettings | None) -> None:
+    import fsspec.config
+
+    s3 = fsspec.config.conf.setdefault("s3", {})
+    wanted = settings.request_arguments() if settings is not None else None
+    if s3.get("s3_additional_kwargs") == wanted or (wanted is None and "s3_additional_kwargs" not in s3):
+        return
+    if wanted is None:
+        s3.pop("s3_additional_kwargs", None)
+    else:
+        s3["s3_additional_kwargs"] = wanted
+    s3fs = sys.modules.get("s3fs")  # file systems made before keep their settings: forget them
+    if s3fs is not None:
+        s3fs.S3FileSystem.clear_instance_cache()
 
 
 def active() -> ActiveEnvironment:

@@ -60,6 +60,29 @@ class NotifierSettings(StrictModel):
         return self
 
 
+class EncryptionSettings(StrictModel):
+    """Server-side encryption of everything written to `s3://` storage (SSE-S3 or SSE-KMS)."""
+
+    sse: Literal["s3", "kms"] = Field(description="`s3`: SSE-S3 (AES256); `kms`: SSE-KMS with `kms_key_id`")
+    kms_key_id: str | None = Field(
+        None, min_length=1, description="The KMS key (id, ARN or alias/...): required with `sse: kms`"
+    )
+
+    @model_validator(mode="after")
+    def _key_matches(self) -> EncryptionSettings:
+        if self.sse == "kms" and not self.kms_key_id:
+            raise ValueError("sse: kms needs kms_key_id (the KMS key's id, ARN or alias/...)")
+        if self.sse == "s3" and self.kms_key_id:
+            raise ValueError("kms_key_id is for sse: kms (SSE-S3 uses S3's own keys)")
+        return self
+
+    def request_arguments(self) -> dict[str, str]:
+        """The S3 request arguments that ask for this encryption on every object written."""
+        if self.sse == "s3":
+            return {"ServerSideEncryption": "AES256"}
+        return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": str(self.kms_key_id)}
+
+
 def check_storage(value: str) -> str:
     """A local path or an `s3://bucket/prefix` URL (other schemes are not supported)."""
     text = value.strip()
@@ -94,6 +117,13 @@ class EnvironmentSpec(Located):
         default_factory=dict, description="Per asset short name or `default`: over each pipeline's compute"
     )
     notifier: NotifierSettings | None = None
+    encryption: EncryptionSettings | None = Field(
+        None,
+        description=(
+            "Server-side encryption of every object written to the `s3://` storage root (local storage "
+            "is protected by the disk's own encryption)"
+        ),
+    )
     executor: Literal["multiprocess", "in_process", "k8s", "ecs"] | None = Field(
         None,
         description=(
@@ -119,6 +149,15 @@ class EnvironmentSpec(Located):
     @classmethod
     def _compute_keys(cls, value: dict[str, ComputeSpec]) -> dict[str, ComputeSpec]:
         return check_compute_keys(value)
+
+    @model_validator(mode="after")
+    def _encryption_needs_s3(self) -> EnvironmentSpec:
+        if self.encryption is not None and not (self.storage or "").lower().startswith("s3://"):
+            raise ValueError(
+                "encryption applies to s3:// storage; a local storage root is protected by the disk's own "
+                "encryption (set `storage: s3://bucket/prefix`, or remove `encryption`)"
+            )
+        return self
 
 
 class EnvironmentsFile(StrictModel):

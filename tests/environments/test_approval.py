@@ -47,7 +47,8 @@ def test_a_promotion_waits_for_an_owner_and_a_rollback_does_not(  # type: ignore
         # the gates passed, but prod requires an approval: nothing moved
         assert records.current_champion(instance, "churn") is None
         [waiting] = records.decision_history(instance, "churn", 10)
-        assert any(r.startswith("WAIT approval") and "--by <owner>" in r for r in waiting.reasons), waiting.reasons
+        waits = [r for r in waiting.reasons if r.startswith("WAIT approval") and "--by <owner>" in r]
+        assert waits, waiting.reasons
         first = waiting.version
 
     assert main(["registry", "promote", "churn", first, *cli]) == 1
