@@ -22,6 +22,7 @@ import dagster as dg
 import pytest
 
 from mlops_dagster import build_definitions
+from mlops_dagster.audit import read_log, verify_log
 from mlops_dagster.registry import records
 from mlops_dagster.registry.pool import champion_pool
 
@@ -161,3 +162,11 @@ def test_ten_concurrent_promotions_form_one_chain(storage: Path, tmp_path: Path)
     for r in chain:
         assert f"champion of churn is now {r.version} (was {r.previous or '(none)'})" in printed[r.run_id]
     assert pool.limit == 1 and not pool.claimed_slots  # the CLI set the limit; every slot was freed
+    # The audit log holds the same chain, in the same order, unbroken; its last decision is the champion.
+    with dg.DagsterInstance.get() as instance:
+        assert verify_log("churn", instance=instance) == []
+    moves = [r for r in read_log("churn") if r["action"] in ("promote", "manual_promote", "rollback")]
+    assert [(r["run_id"], r["version"], r["previous"]) for r in moves] == [
+        (r.run_id, r.version, r.previous or None) for r in chain
+    ]
+    assert moves[-1]["version"] == current.version
