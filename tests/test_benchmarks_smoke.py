@@ -21,6 +21,7 @@ SMALL = {
     "defs_load.py": ["--pipelines", "4", "--groups", "4", "--rounds", "1"],
     "drift.py": ["--rows", "2000", "--reference-rows", "1000", "--rounds", "1", "--skip-evidently"],
     "quality.py": ["--rows", "2000", "--rounds", "1"],
+    "signing.py": ["--trees", "3", "--rounds", "2"],
     "sensor_tick.py": ["--pipelines", "3", "--rows", "2000", "--history-days", "3", "--history-rows", "500"],
 }
 

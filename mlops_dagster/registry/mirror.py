@@ -16,7 +16,8 @@ Reading a folder (`read_tree`) trusts nothing before the manifest has been check
 byte: a missing manifest, a file it lists that is absent, a file it does not list, or a file whose
 sha256 differs is refused, naming the file, before anything is unpickled or stored. A version is
 content-addressed, so the model's sha256 must also start with the version named in the manifest, and
-the model card must agree with both.
+the model card must agree with both. A signed version's `model.sig` (`registry.signing`) is one of its
+files, listed in the manifest like the others; `fetch` checks it before handing the files on.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from upath import UPath
 
 from mlops_dagster.errors import IntegrityError, RegistryError
 from mlops_dagster.io.storage import StorageError, check_root, put_tree
+from mlops_dagster.registry.signing import SIGNATURE_FILE, check_files
 from mlops_dagster.registry.store import CARD_JSON, CARD_MARKDOWN, MODEL_FILE, VERSION_DIGITS, sha256_hex
 
 MANIFEST = "manifest.json"
@@ -236,7 +238,8 @@ def _check_card(
     for key, want in (("version", version), ("sha256", sha256), ("pipeline", pipeline)):
         if key in card and card[key] != want:
             raise IntegrityError(f"{what} {source}: {CARD_JSON} says {key} {card[key]!r}, not {want!r}")
-    extras = {n: sha256_hex(b) for n, b in files.items() if n not in REQUIRED_FILES}
+    beside = (*REQUIRED_FILES, SIGNATURE_FILE)  # the signature covers the card: it cannot be in it
+    extras = {n: sha256_hex(b) for n, b in files.items() if n not in beside}
     recorded = card.get("files") or {}
     if recorded != extras:
         raise IntegrityError(
@@ -280,6 +283,7 @@ def fetch(pipeline: str, version: str) -> VersionFiles | None:
 
     Raises:
         IntegrityError: the mirror's copy does not match its manifest (naming the file).
+        SignatureError: the signing policy refuses the version (unsigned, changed, unknown key).
     """
     path = mirror_path(pipeline, version)
     if path is None:
@@ -287,4 +291,6 @@ def fetch(pipeline: str, version: str) -> VersionFiles | None:
     check_root(path)
     if not (_uncached(path) / MANIFEST).exists():
         return None
-    return read_tree(path, pipeline, version=version, what="model mirror")
+    found = read_tree(path, pipeline, version=version, what="model mirror")
+    check_files(found.files, f"{pipeline}:{version}", str(path))
+    return found

@@ -8,6 +8,10 @@ The local store is a cache of the environment's storage: every stored version is
 mirror, `<storage root>/models/<pipeline>/<version>/` (`registry.mirror`), and a version missing from
 the local store (a fresh pod, another executor step) is fetched from there, checked against its
 manifest before anything is unpickled or stored.
+
+With signing on (the environment's `signing`, `registry.signing`), a version is signed when it is made
+(`model.sig`, stored and mirrored with it) and its signature is checked whenever it is taken from the
+local store or the mirror, before its bytes are used.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_dagster.errors import IntegrityError, RegistryError
+from mlops_dagster.registry.signing import SIGNATURE_FILE, check_folder, sign_files
 from mlops_dagster.registry.store_lock import tag_lock
 
 MODEL_FILE = "model.joblib"
@@ -82,19 +87,23 @@ def _create(tag: str, pipeline: str, digest: str, files: Mapping[str, bytes]) ->
 def stored_model(pipeline: str, version: str) -> Any | None:
     """The version's BentoML model in the local store, fetched from the environment's mirror when missing.
 
+    Its signature is checked first, as the environment's `signing` says (`registry.signing`).
+
     Returns:
         The `bentoml.Model`, or None when neither the local store nor the mirror holds the version.
 
     Raises:
         IntegrityError: the mirror's copy does not match its manifest; nothing was stored.
+        SignatureError: the version is refused by the signing policy (unsigned, changed, unknown key).
     """
     from mlops_dagster.registry.mirror import fetch
 
     tag = f"{pipeline}:{version}"
     found = _get(tag)
     if found is not None:
+        check_folder(Path(found.path), tag)
         return found
-    mirrored = fetch(pipeline, version)  # every sha256 checked; nothing unpickled
+    mirrored = fetch(pipeline, version)  # every sha256 and the signature checked; nothing unpickled
     if mirrored is None:
         return None
     with tag_lock(tag):
@@ -152,6 +161,9 @@ def save_version(
             CARD_JSON: json.dumps(card, indent=2, sort_keys=True, default=str).encode(),
             CARD_MARKDOWN: markdown.encode(),
         }
+        signature = sign_files(files, tag)  # None when the environment's signing does not ask for it
+        if signature is not None:
+            files[SIGNATURE_FILE] = signature
         _create(tag, pipeline, digest, files)
         publish(pipeline, version, digest, files)
         stored = _get(tag)
@@ -177,6 +189,10 @@ def store_files(pipeline: str, files: Mapping[str, bytes], sha256: str) -> Store
         )
     version = sha256[:VERSION_DIGITS]
     tag = f"{pipeline}:{version}"
+    if SIGNATURE_FILE not in files:  # an export signed at its source keeps that signature
+        signature = sign_files(files, tag)
+        if signature is not None:
+            files = {**files, SIGNATURE_FILE: signature}
     with tag_lock(tag):
         existing = _get(tag)
         if existing is None:
@@ -217,6 +233,7 @@ def load_version(pipeline: str, version: str, sha256: str) -> Any:
     Raises:
         RegistryError: the version is not in the store.
         IntegrityError: the stored bytes do not match `sha256`.
+        SignatureError: the signing policy refuses the version (checked before reading the model).
     """
     import joblib
 
@@ -257,11 +274,18 @@ def read_file(pipeline: str, version: str, name: str) -> bytes:
         RegistryError: the version or the file is unknown.
         IntegrityError: the file's bytes do not match the card.
     """
-    card = read_card(pipeline, version)
+    bento_model = stored_model(pipeline, version)
+    if bento_model is None:
+        raise _missing(pipeline, version)
+    folder = Path(bento_model.path)
+    return _checked_file(folder, json.loads((folder / CARD_JSON).read_text()), pipeline, version, name)
+
+
+def _checked_file(folder: Path, card: dict[str, Any], pipeline: str, version: str, name: str) -> bytes:
     expected = card.get("files", {}).get(name)
     if expected is None:
         raise RegistryError(f"model version {pipeline}:{version} has no file {name!r} recorded in its card")
-    path = card_path(pipeline, version).parent / name
+    path = folder / name
     if not path.exists():
         raise IntegrityError(f"model {pipeline}:{version}: {path} is missing")
     data = path.read_bytes()
@@ -274,7 +298,8 @@ def read_file(pipeline: str, version: str, name: str) -> bytes:
 
 
 def version_files(pipeline: str, version: str, sha256: str) -> dict[str, bytes]:
-    """Every file of a stored version, the model and the extra files checked against their sha256s.
+    """Every file of a stored version, the model and the extra files checked against their sha256s
+    (and `model.sig` when the version is signed).
 
     Raises:
         RegistryError: the version is unknown.
@@ -289,6 +314,9 @@ def version_files(pipeline: str, version: str, sha256: str) -> dict[str, bytes]:
         if not (folder / name).is_file():
             raise IntegrityError(f"model {pipeline}:{version}: {folder / name} is missing")
         files[name] = (folder / name).read_bytes()
-    for name in json.loads(files[CARD_JSON]).get("files", {}):
-        files[name] = read_file(pipeline, version, name)
+    card = json.loads(files[CARD_JSON])
+    for name in card.get("files", {}):
+        files[name] = _checked_file(folder, card, pipeline, version, name)
+    if (folder / SIGNATURE_FILE).is_file():
+        files[SIGNATURE_FILE] = (folder / SIGNATURE_FILE).read_bytes()
     return files

@@ -185,13 +185,17 @@ def read_export(uri: str, pipeline: str) -> Export:
         IntegrityError: a file is missing, unlisted or changed, the manifest is missing or not an
             export, or its record does not match the files (the message names the file).
         RegistryError: the export is of another pipeline.
+        SignatureError: the signing policy refuses the version (unsigned, changed, unknown key).
     """
+    from mlops_dagster.registry.signing import check_files
+
     source = _target(uri)
     if not source.exists():
         raise RegistryError(
             f"no export at {uri}: nothing there (give the folder or prefix `export --to` wrote)"
         )
     files = read_tree(source, pipeline, what="export")
+    check_files(files.files, f"{pipeline}:{files.version}", str(source))  # before storing or unpickling
     manifest = files.manifest
     where = f"export {source / MANIFEST}"
     if manifest.get("format") != EXPORT_FORMAT:
