@@ -291,38 +291,16 @@ def build_champion_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
         if config.approved_by:
             reasons.insert(0, f"approved by {config.approved_by}")
         passed = decision.promote and not (onnx is not None and onnx.required and not onnx.passed)
-        if passed and waiting:
-            reasons.append(waiting)
-            _observe(
-                context,
-                spec,
-                record.version,
-                "keep",
-                reasons,
-                candidate_scores,
-                current.version if current else None,
-                extra,
-            )
-            if config.action == "promote":
-                raise dg.Failure(
-                    f"{spec.name}: {record.version} passed the gates but needs an approval: {waiting}"
-                )
-            return
-        if not passed:
-            _observe(
-                context,
-                spec,
-                record.version,
-                "keep",
-                reasons,
-                candidate_scores,
-                current.version if current else None,
-                extra,
-            )
+        if not passed or waiting:
+            reasons += [waiting] if passed and waiting else []
+            previous = current.version if current else None
+            _observe(context, spec, record.version, "keep", reasons, candidate_scores, previous, extra)
             if config.action == "promote":
                 failed = "; ".join(r for r in reasons if r.startswith("FAIL"))
                 raise dg.Failure(
-                    f"{spec.name}: {record.version} did not pass the gates: {failed}",
+                    f"{spec.name}: {record.version} passed the gates but needs an approval: {waiting}"
+                    if passed
+                    else f"{spec.name}: {record.version} did not pass the gates: {failed}",
                     metadata={Meta.REASONS: dg.MetadataValue.json(reasons)},
                 )
             return
