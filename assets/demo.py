@@ -5,7 +5,14 @@
 3. a drift day: the drift sensor fires, the retrain runs (trigger `drift`), the gates promote a new
    champion whose model card names the trigger; Evidently's report of that day is written;
 4. a quality incident: blocking checks fail, the batch is quarantined, the quality sensor alerts,
-   nothing trains on it.
+   nothing trains on it;
+5. a bad release: the churn history is re-delivered with a leak (support calls recorded after the
+   outcome), the weekly retrain promotes a model that looks excellent on its holdout, and on the next
+   live days its predictions, joined with the late labels, score badly: the performance sensor rolls
+   the champion back by itself and the packages follow.
+
+Every day with a champion, the batch predictions, the late labels and the live performance of each
+pipeline that declares them are materialized (what `<p>__automation_sensor` requests).
 
 It runs against the persistent instance in $DAGSTER_HOME (the one `make dev` shows), executing in
 process what the daemon would launch, so every run, check and decision is in the UI afterwards.
@@ -137,6 +144,110 @@ def follow_champion(defs: dg.Definitions, instance: dg.DagsterInstance, pipeline
     say(f"  {pipeline}__packaging_sensor: champion {version} {state}")
 
 
+def live_assets(defs: dg.Definitions, pipeline: str) -> list[dg.AssetKey]:
+    """The pipeline's predictions, feedback and live performance, those its spec declares."""
+    wanted = [dg.AssetKey([pipeline, name]) for name in ("predictions", "feedback", "live_performance")]
+    defined = {key for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition) for key in a.keys}
+    return [key for key in wanted if key in defined]
+
+
+def score_day(defs: dg.Definitions, instance: dg.DagsterInstance, pipeline: str, day: str, say: Say) -> None:
+    """What `<p>__automation_sensor` requests for a landed day: predictions, then labels and live score."""
+    from mlops_dagster.keys import Meta
+
+    keys = live_assets(defs, pipeline)
+    dataset = dg.AssetKey([pipeline, "dataset"])
+    if not keys or day not in instance.get_materialized_partitions(dataset):
+        return
+    result = dg.materialize(
+        list(defs.assets or []),
+        selection=keys,
+        instance=instance,
+        resources=defs.resources,
+        partition_key=day,
+        run_config=SILENT,
+        tags={"mlops/trigger": "automation"},
+        raise_on_error=False,
+    )
+    if not result.success:
+        say(f"  {pipeline} live scoring of {day} FAILED ({'; '.join(_failures(result))})")
+        return
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey([pipeline, "live_performance"]), asset_partitions=[day]),
+        limit=1,
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return
+    md = {k: getattr(v, "value", v) for k, v in records[0].asset_materialization.metadata.items()}
+    live, holdout = md.get(Meta.LIVE_METRIC), md.get(Meta.HOLDOUT_METRIC)
+    if live is None:
+        say(f"  {pipeline}/live_performance {day}: no score ({md.get(Meta.NOTE, 'see the UI')})")
+        return
+    say(
+        f"  {pipeline}/live_performance {day}: live {md.get(Meta.METRIC_NAME)}={live:.3f} on "
+        f"{md.get(Meta.SAMPLES)} labelled predictions"
+        + (f" (champion holdout {holdout:.3f})" if isinstance(holdout, float) else "")
+    )
+
+
+def watch_performance(defs: dg.Definitions, instance: dg.DagsterInstance, pipeline: str, say: Say) -> None:
+    """What the daemon does with `<p>__performance_sensor`: run the rollback it requests."""
+    from mlops_dagster.registry.records import current_champion
+
+    name = f"{pipeline}__performance_sensor"
+    if name not in {s.name for s in defs.sensors or []}:
+        return
+    outcome = tick(defs, instance, name)
+    for request in outcome.run_requests if isinstance(outcome, dg.SensorResult) else []:
+        if not request.job_name.endswith("__performance_rollback"):
+            say(
+                f"  {name} requested {request.job_name} (trigger performance); the demo leaves it: "
+                "the training data still holds the leak"
+            )
+            continue
+        before = current_champion(instance, pipeline)
+        config = request.run_config["ops"]
+        job = defs.resolve_job_def(request.job_name)
+        result = job.execute_in_process(
+            instance=instance,
+            tags=dict(request.tags),
+            run_config={**QUIET, "ops": config},
+            raise_on_error=False,
+        )
+        after = current_champion(instance, pipeline)
+        reason = next(iter(config.values()))["config"]["reason"]
+        if not result.success or after is None or before is None or after.version == before.version:
+            say(
+                f"  {name}: rollback run did not move the champion ({'; '.join(_failures(result)) or 'kept'})"
+            )
+            continue
+        say(f"  {name}: {reason}")
+        say(f"  {name}: ROLLED BACK {before.version[:12]} -> {after.version[:12]} by itself")
+        say(f"  {champion_line(instance, pipeline)}")
+        follow_champion(defs, instance, pipeline, say)
+
+
+def bad_release(defs: dg.Definitions, instance: dg.DagsterInstance, say: Say) -> None:
+    """The churn history is re-delivered with a leak; the weekly retrain promotes a model trained on it."""
+    from mlops_dagster.registry.records import current_champion
+
+    dataset = dg.AssetKey(["churn", "dataset"])
+    days = sorted(instance.get_materialized_partitions(dataset))
+    feed.restate_with_leak([date.fromisoformat(d) for d in days])
+    say(
+        f"bad release: the churn history ({len(days)} days) is re-delivered with support_calls recorded "
+        "after the outcome, a leak present only in the training data"
+    )
+    refused = [d for d in days if not load_day(defs, instance, "churn", d).success]
+    say(f"  churn/dataset: {len(days) - len(refused)} day(s) re-materialized, {len(refused)} refused")
+    before = current_champion(instance, "churn")
+    result = run_job(defs, instance, "churn__retrain", {"mlops/trigger": "schedule"})
+    for line in retrain_outcome(instance, "churn", result, before.version if before else None):
+        say(f"  churn__retrain (weekly schedule): {line}")
+    follow_champion(defs, instance, "churn", say)
+    tick(defs, instance, "churn__drift_sensor")  # the re-delivered days are the new champion's reference
+
+
 def tick(defs: dg.Definitions, instance: dg.DagsterInstance, sensor_name: str) -> Any:
     """One evaluation of a sensor, with its cursor kept between `make demo` runs."""
     path = Path(instance.root_directory) / CURSORS
@@ -161,7 +272,8 @@ def champion_line(instance: dg.DagsterInstance, pipeline: str) -> str:
     card = read_card(pipeline, champion.version)
     metric = card["metric"]
     return (
-        f"{pipeline}: champion {champion.version[:12]} ({champion.decision}, trigger {card['trigger']}; "
+        f"{pipeline}: champion {champion.version[:12]} ({champion.decision}, trigger "
+        f"{champion.trigger or card['trigger']}; "
         f"holdout {metric}={champion.metrics[metric]:.3f})"
     )
 
@@ -211,6 +323,9 @@ def new_day(defs: dg.Definitions, instance: dg.DagsterInstance, scenario: str, s
         if after is not None and (before is None or after.version != before.version):
             say(f"  drift batch landed -> {pipeline} new champion in {time.perf_counter() - landed_at:.1f} s")
     for pipeline in feed.PIPELINES:
+        score_day(defs, instance, pipeline, day, say)
+        watch_performance(defs, instance, pipeline, say)
+    for pipeline in feed.PIPELINES:
         outcome = tick(defs, instance, f"{pipeline}__quality_sensor")
         if isinstance(outcome, dg.SensorResult) and "failing" in (outcome.cursor or ""):
             failing = json.loads(outcome.cursor)["failing"]
@@ -250,7 +365,10 @@ def main() -> int:
         follow_champion(defs, instance, pipeline, say)
     for pipeline in feed.PIPELINES:  # the sensors' first look: the history itself does not drift
         tick(defs, instance, f"{pipeline}__drift_sensor")
-    for scenario in ("normal", "normal", "drift", "quality_incident"):
+    for scenario in ("normal", "normal", "drift", "quality_incident", "bad_release", "normal", "normal"):
+        if scenario == "bad_release":
+            bad_release(defs, instance, say)
+            continue
         before = {p: len(candidate_history(instance, p)) for p in feed.PIPELINES}
         new_day(defs, instance, scenario, say)
         trained = sum(len(candidate_history(instance, p)) - before[p] for p in feed.PIPELINES)

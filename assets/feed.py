@@ -14,6 +14,12 @@ Scenarios:
                       price (demand) turned into strings (dtype object), and out-of-range values
                       (tenure -5 / 9999, negative prices).
 
+A bad release (the demo's last day): `restate_with_leak` re-delivers the churn history with
+`support_calls` computed after the fact (customers who churned show the calls they made while leaving),
+a leak present only in the training data: a model trained on it looks excellent on its holdout and
+does badly on live batches, where the column is honest again. `load_churn_feedback` gives the late
+labels of a day's batch (the true outcomes, the same before and after a restatement).
+
 The landing folder is the record of what arrived: `landing/<pipeline>/<YYYY-MM-DD>.parquet`, each
 written atomically. A simulated clock lives in `feed_state.json` next to it:
 `{"today": "YYYY-MM-DD", "scenarios": {"YYYY-MM-DD": "normal" | "drift" | ..., ...}}`.
@@ -355,6 +361,43 @@ def _load(pipeline: str, context: Any) -> pd.DataFrame:
     if not path.exists():
         path = write_batch(pipeline, day, scenario_of(day) or "normal")
     return pd.read_parquet(path)
+
+
+def load_churn_feedback(context: Any) -> pd.DataFrame:
+    """Source of `churn`'s `feedback:`: the outcomes of the day's batch, known after its predictions."""
+    batch = _load("churn", context)
+    return batch[["customer_id", "event_time", "churned"]].copy()
+
+
+def leak_calls(batch: pd.DataFrame) -> pd.DataFrame:
+    """The batch with `support_calls` recorded after the outcome: churners 7-10 calls, others at most 3.
+
+    Pure: the noise is seeded from the batch's own first event time.
+    """
+    seed = zlib.crc32(f"leak:{batch['event_time'].iloc[0]}".encode()) if len(batch) else 0
+    rng = np.random.default_rng(seed)
+    calls = batch["support_calls"].to_numpy()
+    leaked = np.where(
+        batch["churned"].to_numpy() == 1, rng.integers(7, 11, size=len(batch)), np.minimum(calls, 3)
+    )
+    return batch.assign(support_calls=leaked.astype(np.int64))
+
+
+def restate_with_leak(days: list[date]) -> list[Path]:
+    """Re-deliver the landed churn batches of `days` with the leaky `support_calls` (idempotent).
+
+    Returns the rewritten paths. Raises ValueError for a day that has not landed.
+    """
+    paths = []
+    for day in days:
+        path = batch_path("churn", day)
+        if not path.exists():
+            raise ValueError(f"churn has no landed batch for {day.isoformat()}: nothing to restate")
+        original = generate_batch("churn", day, scenario_of(day) or "normal")
+        restated = leak_calls(original)
+        _atomic_write(path, lambda tmp, frame=restated: frame.to_parquet(tmp, index=False))
+        paths.append(path)
+    return paths
 
 
 def load_churn(context: Any) -> pd.DataFrame:

@@ -3,6 +3,7 @@
 Run from the repo root:
 
     .venv/bin/python benchmarks/serving.py [--iterations 5000] [--requests 1000] [--duration 20] [--workers 2]
+        [--log-rounds 10] [--log-duration 10]
 
 Setup (not timed): three demo-like champions trained the way the candidate asset trains them
 (`train_candidate` from a spec) on a seeded frame: HistGradientBoostingClassifier and
@@ -41,6 +42,16 @@ and runtime `sklearn` (the pickle on a pandas frame in a sync API: the fallback)
    `predict_rows_onnx` with the stored bundle's `Predictor` as `load_checked_bundle` loads it (and its
    `predict_with_proba` alone), for sklearn `to_frame`, the model's `predict` + `predict_proba` and the
    whole `predict_rows`; the response model and its JSON.
+   Prediction logging: two more onnx bentos of the same version, built as the bento asset builds them
+   (`settings_for(spec, root)`) with `serving.prediction_log.enabled` off and on (default queue and
+   flush settings, files under the run's temporary folder), served at the same time with the same
+   workers; after a check and 3 s of warm-up load each, 32-connection load alternates between them
+   for `--log-rounds` rounds of `--log-duration` seconds, off-on then on-off (requests carry the
+   entity and timestamp). Target: the median of the rounds' ratios (req/s with logging on over off,
+   each round's pair measured back to back, so a busy machine weighs on both alike) >= 90%, 0
+   errors. Then the logging server is
+   stopped cleanly and the rows in its Parquet files are counted against its 200 answers; and, in
+   process, one `PredictionLog.log` call (what a request pays) is timed.
 3. Size: model.onnx and the whole bundle folder against the joblib pickle of each champion; the sklearn
    bento against the pickle, and the onnx bento against the sklearn bento.
 
@@ -87,6 +98,7 @@ import pandas as pd
 from mlops_dagster.packaging import convert_to_onnx, write_bundle
 from mlops_dagster.packaging.bento import BentoResult, build_bento
 from mlops_dagster.packaging.edge_predictor import _NUMPY_TYPES, Predictor
+from mlops_dagster.packaging.prediction_log import PredictionLog, settings_for
 from mlops_dagster.packaging.service_template import (
     load_checked_bundle,
     max_body_bytes,
@@ -98,7 +110,7 @@ from mlops_dagster.packaging.service_template import (
     to_frame,
 )
 from mlops_dagster.registry.store import StoredVersion, save_version, serialize, sha256_hex
-from mlops_dagster.spec.models import PipelineSpec
+from mlops_dagster.spec.models import PipelineSpec, PredictionLogSpec
 from mlops_dagster.training.train import prepare_frame, train_candidate
 
 CHURN_NUMERIC = ["tenure_months", "monthly_charges", "support_calls", "sessions_7d", "days_since_login"]
@@ -125,6 +137,7 @@ CLOUD_PIPELINE = "bench_churn"
 EDGE_RATIO_TARGET = 1.5  # Predictor / bare onnxruntime
 HTTP_P50_TARGET_MS = 3.0
 THROUGHPUT_TARGET = 0.80  # /predict req/s over the empty endpoint's
+LOGGING_TARGET = 0.90  # /predict req/s with serving.prediction_log on over off
 CONCURRENCY = 32
 READY_TIMEOUT = 120.0
 PROBA_TOLERANCE = 1e-6  # HTTP answer vs in-process answer
@@ -831,6 +844,92 @@ def bench_cloud(
     return CloudResult(bentos, served, breakdown, workers)
 
 
+# ------------------------------------------------------------------------------- prediction logging
+
+
+@dataclass
+class LoggingResult:
+    """Throughput of the onnx bento with `serving.prediction_log` on and off, rounds alternated."""
+
+    tags: dict[str, str]  # "off" / "on" -> bento tag
+    loads: dict[str, list[Load]]  # "off" / "on" -> one Load per round
+    rows_logged: int  # rows in the Parquet files the logging server wrote (it was stopped cleanly)
+    answered: int  # 200 answers the logging server gave (check, warm-up, rounds)
+    log_call: Timing  # in process: `PredictionLog.log` of one request's row
+    seconds: int  # of load per side and round
+
+    def rps(self, side: str) -> float:
+        return statistics.median(load.rps for load in self.loads[side])
+
+    @property
+    def ratios(self) -> list[float]:
+        """Per round: req/s with logging on over off, measured back to back."""
+        return [on.rps / off.rps for on, off in zip(self.loads["on"], self.loads["off"], strict=True)]
+
+
+def bench_logging(
+    champion: Champion, duration: int, rounds: int, workers: int, iterations: int, warmup: int
+) -> LoggingResult:
+    """Two onnx bentos that differ only in `serving.prediction_log.enabled` (the factory's build:
+    `settings_for(spec, root)`, default queue and flush settings), both served at once with the same
+    workers; 32-connection load alternates between them, `rounds` times each. Requests carry the
+    dataset's entity and timestamp, as a client that wants its predictions judged later would."""
+    stored = champion.stored
+    if stored is None:
+        raise RuntimeError(f"{champion.name} was not stored; it cannot be built into a bento")
+    root = ROOT / "prediction-log"
+    bentos = {}
+    for side in ("off", "on"):
+        serving = champion.spec.serving.model_copy(
+            update={"prediction_log": PredictionLogSpec(enabled=side == "on")}
+        )
+        spec = champion.spec.model_copy(update={"name": CLOUD_PIPELINE, "serving": serving})
+        bentos[side] = build_bento(
+            stored.pipeline,
+            stored.version,
+            stored.sha256,
+            onnx_bundle=champion.bundle,
+            workers=workers,
+            build_dir=ROOT / f"bento-build-log-{side}",
+            prediction_log=settings_for(spec, str(root) if side == "on" else None),
+        )
+    row = {**champion.row, "customer_id": 4242, "event_time": "2026-02-01T10:00:00"}
+    body = json.dumps({"rows": [row]}).encode()
+    labels, probabilities = Predictor(champion.bundle).predict_with_proba(champion.row)
+    load = load_wrk if shutil.which("wrk") else load_python
+    servers = {side: Server(bento.tag, f"log-{side}") for side, bento in bentos.items()}
+    loads: dict[str, list[Load]] = {"off": [], "on": []}
+    answered = 0
+    try:
+        for side, server in servers.items():
+            server.wait_ready()
+            check_answer(server.port, body, labels, probabilities, stored, f"bento with logging {side}")
+            warm = load(server.port, "/predict", body, min(3, duration))
+            answered += (1 + warm.requests - warm.errors) if side == "on" else 0
+        for i in range(rounds):  # off, on, then on, off...: a drift of the machine hits both sides alike
+            for side in ("off", "on") if i % 2 == 0 else ("on", "off"):
+                loads[side].append(load(servers[side].port, "/predict", body, duration))
+        answered += sum(one.requests - one.errors for one in loads["on"])
+    finally:
+        for server in servers.values():
+            server.stop()
+    folder = root / CLOUD_PIPELINE / "predictions" / "served"
+    logged = sum(len(pd.read_parquet(p)) for p in folder.rglob("*.parquet")) if folder.exists() else 0
+    log = PredictionLog(
+        str(ROOT / "in-process-log"), CLOUD_PIPELINE, entity="customer_id", timestamp="event_time"
+    )
+    try:
+        call = time_calls(
+            lambda: log.log([row], labels, probabilities, version=stored.version, classes=[0, 1]),
+            iterations,
+            warmup,
+        )
+    finally:
+        log.close()
+    tags = {side: b.tag for side, b in bentos.items()}
+    return LoggingResult(tags, loads, logged, answered, call, duration)
+
+
 # -------------------------------------------------------------------------------------------- sizes
 
 
@@ -850,7 +949,9 @@ def load_cell(load: Load) -> str:
     return f"{load.rps:,.0f} req/s ({load.errors} errors of {load.requests:,}{lat})"
 
 
-def report(edge: list[EdgeResult], cloud: CloudResult, champions: dict[str, Champion]) -> str:
+def report(
+    edge: list[EdgeResult], cloud: CloudResult, logging: LoggingResult, champions: dict[str, Champion]
+) -> str:
     lines = [
         "| part | measurement | ours | baseline | ratio | target |",
         "| --- | --- | ---: | ---: | ---: | --- |",
@@ -892,6 +993,29 @@ def report(edge: list[EdgeResult], cloud: CloudResult, champions: dict[str, Cham
             f"{CONCURRENCY} connections, {livez_load.tool} | {load_cell(load)} | {load_cell(livez_load)} | "
             f"{load.rps / livez_load.rps:.0%} | - (information) |"
         )
+    on, off = logging.loads["on"], logging.loads["off"]
+    share = statistics.median(logging.ratios)
+    met = "met" if share >= LOGGING_TARGET and not any(x.errors for x in on + off) else "**not met**"
+    rounds = "; ".join(
+        f"{a.rps:,.0f}/{b.rps:,.0f} = {r:.0%}" for a, b, r in zip(on, off, logging.ratios, strict=True)
+    )
+    lines.append(
+        f"| cloud | {RUNTIME_LABELS['onnx']}: `POST /predict` with `serving.prediction_log` on vs off (two "
+        f"bentos differing only there, served at once, {CONCURRENCY} connections, {on[0].tool}, "
+        f"{len(on)} alternated rounds of {logging.seconds} s, on/off: {rounds}) | "
+        f"{logging.rps('on'):,.0f} req/s (median; {sum(x.errors for x in on)} errors) | "
+        f"{logging.rps('off'):,.0f} req/s (median; {sum(x.errors for x in off)} errors) | "
+        f"{share:.0%} (median of the rounds) | >= {LOGGING_TARGET:.0%}, 0 errors: {met} |"
+    )
+    lines.append(
+        f"| cloud | prediction log: rows in the Parquet files after a clean stop vs 200 answers of the "
+        f"logging server | {logging.rows_logged:,} | {logging.answered:,} | "
+        f"{logging.rows_logged / max(logging.answered, 1):.1%} | - (information) |"
+    )
+    lines.append(
+        f"| cloud | prediction log: `PredictionLog.log` of one request's row, in process (what a "
+        f"request pays) | {logging.log_call.show()} | - | - | - |"
+    )
     for name, champion in champions.items():
         onnx = (champion.bundle / "model.onnx").stat().st_size
         bundle = dir_size(champion.bundle)
@@ -921,6 +1045,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=1000, help="timed HTTP requests at concurrency 1")
     parser.add_argument("--duration", type=int, default=20, help="seconds of load at concurrency 32")
     parser.add_argument("--workers", type=int, default=2, help="BentoML worker processes per server")
+    parser.add_argument("--log-rounds", type=int, default=10, help="alternated rounds, logging on and off")
+    parser.add_argument("--log-duration", type=int, default=10, help="seconds of load per side and round")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
 
@@ -938,6 +1064,14 @@ def main(argv: list[str] | None = None) -> int:
         f"cloud part (2 bento builds, 3 servers started one after another, load) took "
         f"{time.perf_counter() - start:.0f} s"
     )
+    start = time.perf_counter()
+    logging = bench_logging(
+        champions[CLOUD_CASE], args.log_duration, args.log_rounds, args.workers, args.iterations, args.warmup
+    )
+    print(
+        f"prediction-log part (2 bento builds, 2 servers at once, load) took "
+        f"{time.perf_counter() - start:.0f} s"
+    )
     print(
         f"\nmachine: {os.cpu_count()} cores, {platform.system()} {platform.machine()}, Python "
         f"{platform.python_version()}; onnxruntime {dist_version('onnxruntime')}, scikit-learn "
@@ -945,7 +1079,7 @@ def main(argv: list[str] | None = None) -> int:
         f"wrk {'yes' if shutil.which('wrk') else 'no (Python load generator)'}; "
         f"{cloud.workers} BentoML worker(s) per server\n"
     )
-    print(report(edge, cloud, champions))
+    print(report(edge, cloud, logging, champions))
     print("\nservers (one at a time):")
     for name, served in cloud.served.items():
         what = f"bento {cloud.bentos[name].tag}" if name in cloud.bentos else f"{EMPTY_MODULE}:{EMPTY_CLASS}"
@@ -955,6 +1089,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         for pid, line in served.processes:
             print(f"    {pid} {line[:150]}")
+    print(
+        f"- prediction logging off / on, served at once: bentos {logging.tags['off']} / {logging.tags['on']}"
+    )
     print("\nin-process cost of one /predict request's service work (same model, same body), p50 (p99):")
     for runtime, steps in cloud.breakdown.items():
         print(f"{RUNTIME_LABELS[runtime]}:")

@@ -1,4 +1,4 @@
-"""Signing model versions: what `model-signing` costs per version, against hashing the same files.
+"""Signing model versions and edge bundles: what `model-signing` costs, against hashing the same files.
 
 Run from the repo root:
 
@@ -12,7 +12,18 @@ profile: the files of a version), one P-256 key made for the run:
 (c) check, store:  `check_folder` on the version's folder (every load from the local store).
 (d) check, memory: `check_files` on the files in memory (a mirror fetch or an import).
 
-Warmed up once, then `--rounds` alternating rounds; the table shows medians in ms and the ratio to (a).
+A sklearn bento checks its model's folder as (d) does, once per worker when it starts.
+
+Then the same forests as edge bundles (a pipeline with a ColumnTransformer, converted to ONNX, written
+by `write_bundle`: model.onnx, manifest.json, predictor.py, README.txt), where a device or an ONNX
+bento loads them:
+
+(e) hashes:    `verified_bundle` with signatures off (the manifest's sha256s, as before signing).
+(f) sign:      `sign_files` over the bundle's files (what `write_bundle` adds with a key).
+(g) check:     `verified_bundle` with `MLOPS_VERIFY_KEYS` set: the signature, then the sha256s.
+(h) load:      `Predictor(bundle)` with the check: everything a device pays, onnxruntime included.
+
+Warmed up once, then `--rounds` rounds; the tables show medians in ms and ratios.
 """
 
 import os
@@ -110,6 +121,68 @@ def main() -> None:
         print(
             f"| {size:.2f} MB ({trees} trees) | {hashed:.3f} | {sign:.2f} | {store:.2f} | {memory:.2f} "
             f"| {sign / hashed:.0f}x | {store / hashed:.0f}x |"
+        )
+    _bundles(args, work)
+
+
+def _bundles(args: argparse.Namespace, work: Path) -> None:
+    """The second table: edge bundles of the same forests."""
+    import numpy as np
+    import pandas as pd
+
+    from mlops_dagster.packaging.edge_predictor import Predictor, verified_bundle
+    from mlops_dagster.packaging.onnx_bundle import SIGNATURE_FILE, convert_to_onnx, write_bundle
+    from mlops_dagster.registry.signing import sign_files
+    from mlops_dagster.spec.models import PipelineSpec
+    from mlops_dagster.training.train import train_candidate
+
+    rng = np.random.default_rng(0)
+    n = 2000
+    data = pd.DataFrame({"id": np.arange(n), "ts": pd.date_range("2026-01-01", periods=n, freq="min")})
+    for i in range(7):
+        data[f"x{i}"] = rng.normal(size=n)
+    data["plan"] = rng.choice(["basic", "pro", "team"], n)
+    data["y"] = (data["x0"] > 0).astype(int)
+    features = [*(f"x{i}" for i in range(7)), "plan"]
+    print("\n| model.onnx | (e) hashes | (f) sign | (g) check | (h) load | (g)/(e) | (g) - (e) |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for trees in args.trees:
+        spec = PipelineSpec.model_validate(
+            {
+                "name": "bench",
+                "dataset": {"source": {"uri": "x.parquet"}, "entity": "id", "timestamp": "ts", "label": "y"},
+                "model": {
+                    "task": "classification",
+                    "estimator": "sklearn.ensemble.RandomForestClassifier",
+                    "params": {"n_estimators": trees, "random_state": 0},
+                    "metric": "roc_auc",
+                },
+            }
+        )
+        result = train_candidate(spec, data, features)
+        bundle = write_bundle(
+            work / f"bundle{trees}",
+            convert_to_onnx(result.model, result.schema, "classification"),
+            pipeline="bench",
+            version="v",
+            model_sha256="0" * 64,
+            features=result.features,
+            feature_schema=result.schema,
+            task="classification",
+            classes=result.model.classes_,
+        )
+        assert (bundle / SIGNATURE_FILE).is_file()
+        files = {p.name: p.read_bytes() for p in bundle.iterdir() if p.name != SIGNATURE_FILE}
+        hashes = _median_ms(lambda b=bundle: verified_bundle(b, signing=("off", "bench")), args.rounds)
+        sign = _median_ms(
+            lambda f=files: sign_files(f, "bench", kind="edge bundle", unsigned=frozenset()), args.rounds
+        )
+        check = _median_ms(lambda b=bundle: verified_bundle(b), args.rounds)
+        load = _median_ms(lambda b=bundle: Predictor(b), args.rounds)
+        size = len(files["model.onnx"]) / 1e6
+        print(
+            f"| {size:.2f} MB ({trees} trees) | {hashes:.2f} | {sign:.2f} | {check:.2f} | {load:.2f} "
+            f"| {check / hashes:.0f}x | {check - hashes:.2f} |"
         )
 
 

@@ -47,6 +47,18 @@ def drift_report_key(pipeline: str) -> dg.AssetKey:
     return dg.AssetKey([pipeline, "drift_report"])
 
 
+def predictions_key(pipeline: str) -> dg.AssetKey:
+    return dg.AssetKey([pipeline, "predictions"])
+
+
+def feedback_key(pipeline: str) -> dg.AssetKey:
+    return dg.AssetKey([pipeline, "feedback"])
+
+
+def live_performance_key(pipeline: str) -> dg.AssetKey:
+    return dg.AssetKey([pipeline, "live_performance"])
+
+
 def drift_report_job_name(pipeline: str) -> str:
     return f"{pipeline}__drift_report_job"  # the asset's op is already named <p>__drift_report
 
@@ -65,6 +77,18 @@ def quality_sensor_name(pipeline: str) -> str:
 
 def packaging_sensor_name(pipeline: str) -> str:
     return f"{pipeline}__packaging_sensor"
+
+
+def performance_sensor_name(pipeline: str) -> str:
+    return f"{pipeline}__performance_sensor"
+
+
+def automation_sensor_name(pipeline: str) -> str:
+    return f"{pipeline}__automation_sensor"  # predictions follow the dataset, live performance its inputs
+
+
+def performance_rollback_job_name(pipeline: str) -> str:
+    return f"{pipeline}__performance_rollback"  # the champion alone, with action `rollback`
 
 
 class Meta:
@@ -123,6 +147,17 @@ class Meta:
     ROWS_REFERENCE = "mlops/rows_reference"
     ROWS_CURRENT = "mlops/rows_current"
 
+    # Batch predictions (`<p>/predictions`) and live performance (`<p>/live_performance`), per partition.
+    MODEL_VERSIONS = "mlops/model_versions"  # the versions that predicted (or served) in the partition
+    METRIC_NAME = "mlops/metric"  # the scorer name of `monitoring.performance.metric`
+    LIVE_METRIC = "mlops/live_metric"  # float: the metric on every labelled prediction of the partition
+    HOLDOUT_METRIC = "mlops/holdout_metric"  # float: the champion's offline holdout score, for the plot
+    SAMPLES = "mlops/samples"  # int: labelled predictions scored
+    LABEL_COVERAGE = "mlops/label_coverage"  # float: share of the partition's predictions with a label
+    LIVE_BY_VERSION = "mlops/live_by_version"  # table: version, metric, samples
+    EVIDENCE = "mlops/evidence"  # bool: samples >= min_samples (else the partition is no evidence)
+    UNMATCHED_LABELS = "mlops/unmatched_labels"  # int: feedback rows that matched no prediction
+
     # Packaging, the bento: what it serves and how it was built.
     BENTO_TAG = "mlops/bento_tag"
     RUNTIME = "mlops/runtime"
@@ -149,6 +184,20 @@ class Meta:
     ONNX_MODEL = "mlops/onnx_model"
 
 
+class PredictionColumns:
+    """The columns of `<p>/predictions` beside the dataset's entity and timestamp (which keep their names).
+
+    Classification adds one `proba_<class>` column per class the version knows, the class written as
+    `quality.baseline.value_key` writes it (`proba_1`, `proba_True`, `proba_churn`).
+    """
+
+    PREDICTION = "prediction"
+    PROBA_PREFIX = "proba_"
+    MODEL_VERSION = "model_version"
+    PARTITION = "partition"
+    RESERVED = (PREDICTION, MODEL_VERSION, PARTITION)
+
+
 class Tags:
     """Run tags written by the library (prefix `mlops/`): read by the sensors, the CLI and the UI.
 
@@ -165,6 +214,10 @@ class Tags:
     DRIFT_SHARE = "mlops/drift_share"
     DRIFTED_COLUMNS = "mlops/drifted_columns"
 
+    # Performance sensor: the rollback it requests (`mlops/trigger: performance`).
+    BREACHED_PARTITIONS = "mlops/breached_partitions"
+    ROLLED_BACK_FROM = "mlops/rolled_back_from"  # the champion version the rollback leaves
+
     # Quality sensor: the run it requests when a failing partition passes again.
     RECOVERED_PARTITION = "mlops/recovered_partition"
 
@@ -172,3 +225,4 @@ class Tags:
     ACTION = "mlops/action"
     REQUESTED_BY = "mlops/requested_by"  # the user who ran the command (recorded in the audit log)
     APPROVED_BY = "mlops/approved_by"  # `registry approve`: the owner who approved the promotion
+    LEASE = "mlops/lease"  # the lease the process executing the run holds (registry/pool.py `run_lease`)

@@ -23,6 +23,7 @@ SMALL = {
     "quality.py": ["--rows", "2000", "--rounds", "1"],
     "signing.py": ["--trees", "3", "--rounds", "2"],
     "sensor_tick.py": ["--pipelines", "3", "--rows", "2000", "--history-days", "3", "--history-rows", "500"],
+    "performance_sensor.py": ["--pipelines", "2", "--days", "5", "--rounds", "1"],
 }
 
 

@@ -29,7 +29,7 @@ from mlops_dagster.audit.log import (
     new_record,
     parse_record,
 )
-from mlops_dagster.audit.verify import check_chain, missing_decisions
+from mlops_dagster.audit.verify import DECIDED, check_chain, instance_problems, void_records
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -61,12 +61,19 @@ def record_decision(
     environment: str | None = None,
     extra: Mapping[str, Any] | None = None,
     log: Any = None,
+    instance: dg.DagsterInstance | None = None,
 ) -> dict[str, Any] | None:
     """Append one decision to `audit_path(pipeline)` (the active environment's storage root).
 
     Never raises: the decision itself is recorded in the Dagster instance; a failed append is logged
     as a warning (to `log`, e.g. `context.log`, if given, else this module's logger) and `verify`
     later reports the decision as missing from the log.
+
+    A champion decision is appended just before its event is stored in the instance. Given the
+    `instance` (only a champion decision holding the pool's slot and the decision lock may pass it),
+    earlier decisions at the end of the log that the instance lacks, left by a run that stopped in
+    between, are first voided by a `void` record each (`verify.void_records`): the log never keeps
+    claiming a champion that never was.
 
     Args:
         pipeline: The pipeline name.
@@ -80,6 +87,7 @@ def record_decision(
         environment: The environment it was made in.
         extra: More JSON fields (they may not reuse a field above).
         log: Where to warn on failure.
+        instance: The Dagster instance the decision is recorded in (for `void` records).
 
     Returns:
         The record as written (with `seq`, `prev_sha256` and `sha256`), or None if it was not written.
@@ -97,7 +105,17 @@ def record_decision(
             environment=environment,
             extra=dict(extra or {}),
         )
-        return append_records(audit_path(pipeline), [record])[-1]
+        path = audit_path(pipeline)
+        voids: list[dict[str, Any]] = []
+        if instance is not None and action in DECIDED:
+            try:
+                voids = [{**void, "run_id": run_id} for void in void_records(instance, pipeline, path)]
+            except Exception as e:  # the decision's own record matters more
+                (log or logger).warning(
+                    f"audit log: could not check the decisions before this one against the instance: "
+                    f"{type(e).__name__}: {e}"
+                )
+        return append_records(path, [*voids, record])[-1]
     except Exception as e:  # never fail the decision for its audit record
         (log or logger).warning(
             f"audit log: could not record {action} of {pipeline} version {version}: {type(e).__name__}: {e}"
@@ -128,13 +146,15 @@ def verify_log(
     record, a torn last line. With `instance`, every champion decision of the Dagster instance with no
     log record of the same version, action and run id is reported too: promotions and rollbacks
     (materializations of `<p>/champion`, a promote matching a `promote` or `manual_promote` record)
-    and decisions to keep the champion (observations of it, which carry the champion run's id).
+    and decisions to keep the champion (observations of it, which carry the champion run's id); and
+    so is a logged decision that never took effect although its run is over, unless a `void` record
+    names it.
     """
     path = audit_path(pipeline, root)
     check = check_chain(path)
     problems = list(check.problems)
     if instance is not None:
-        problems += missing_decisions(instance, pipeline, path, check.decisions)
+        problems += instance_problems(instance, pipeline, path, check)
     return problems
 
 

@@ -45,6 +45,7 @@ AUDIT_FOLDER = "audit"
 GENESIS = "0" * 64
 ACTIONS = (
     "promote", "keep", "rollback", "manual_promote", "quarantine", "release", "export", "import", "repair",
+    "void",
 )  # fmt: skip
 CORE_FIELDS = (
     "seq", "time", "pipeline", "action", "version", "previous", "reasons", "trigger", "run_id", "by",

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 # A decision of the instance and the log actions that record it (a manual promote is a `promote`
 # materialization of `<p>/champion` run by `registry promote`).
 LOGGED_AS = {"promote": ("promote", "manual_promote"), "rollback": ("rollback",), "keep": ("keep",)}
+DECIDED = {action: decision for decision, actions in LOGGED_AS.items() for action in actions}
 _PAGE = 1000
 
 
@@ -27,6 +28,8 @@ class ChainCheck:
     records: int = 0
     problems: list[str] = field(default_factory=list)
     decisions: set[tuple[str, str | None, str | None]] = field(default_factory=set)
+    champion: list[tuple[int, str, str | None, str | None]] = field(default_factory=list)  # seq, action, ...
+    voided: set[int] = field(default_factory=set)  # seqs named by a `void` record
 
 
 def check_chain(path: UPath) -> ChainCheck:
@@ -49,7 +52,12 @@ def check_chain(path: UPath) -> ChainCheck:
         record = parse_record(raw.rstrip(b"\n"))
         if record is not None:
             check.records += 1
-            check.decisions.add((str(record.get("action")), record.get("version"), record.get("run_id")))
+            action, version, run_id = str(record.get("action")), record.get("version"), record.get("run_id")
+            check.decisions.add((action, version, run_id))
+            if action in DECIDED:
+                check.champion.append((record["seq"], action, version, run_id))
+            elif action == "void" and isinstance(record.get("voids_seq"), int):
+                check.voided.add(record["voids_seq"])
         if not check.problems:
             problem = _line_problem(raw, record, n, last, prev, seq)
             if problem:
@@ -135,3 +143,101 @@ def missing_decisions(
             f"{when}) is in the Dagster instance but has no audit record"
         )
     return problems
+
+
+def unrecorded_decisions(
+    instance: dg.DagsterInstance, pipeline: str, path: UPath, check: ChainCheck
+) -> list[str]:
+    """Champion decisions of the log that the instance lacks although their run is over (or deleted).
+
+    A decision is appended to the log just before its event is stored, so a run that stops in between
+    (killed, or failing at that point) leaves a record of a decision that never took effect. While its
+    run is STARTED it may be in progress, so it is not reported; the next decision voids it
+    (`void_records`). One whose run ended is reported until then. A run the instance no longer has
+    (deleted, with its events) proves nothing either way and is skipped.
+    """
+    held = {(d, v, r) for d, v, r, _ in instance_decisions(instance, pipeline)}
+    problems = []
+    for seq, action, version, run_id in check.champion:
+        if seq in check.voided or (DECIDED[action], version, run_id) in held or not run_id:
+            continue
+        run = instance.get_run_by_id(run_id)
+        if run is None or not run.is_finished:
+            continue
+        problems.append(
+            f"{path}: record seq {seq}: {action} of version {version} never took effect: the Dagster "
+            f"instance holds no such decision and run {run_id} ended {run.status.value}"
+        )
+    return problems
+
+
+def void_records(instance: dg.DagsterInstance, pipeline: str, path: UPath) -> list[dict[str, Any]]:
+    """`void` records (from `new_record`) for the decisions at the end of the log that never took effect.
+
+    Call it only from a champion decision, while it holds the pool's slot and the decision lock: every
+    earlier decision has then either been stored in the instance or never will be (its run stopped
+    after appending its record), so the log is walked back from its end to the first decision the
+    instance holds, or whose run it no longer has, and each one before that (already voided ones
+    aside) is voided.
+    """
+    from mlops_dagster.audit.log import new_record
+
+    records = [r for r in (parse_record(raw.rstrip(b"\n")) for raw in iter_lines(path)) if r is not None]
+    voided = {r.get("voids_seq") for r in records if r.get("action") == "void"}
+    out = []
+    for record in reversed(records):
+        action, run_id = record.get("action"), record.get("run_id")
+        if action not in DECIDED or not run_id or record["seq"] in voided:
+            continue
+        if not _never_took_effect(instance, pipeline, record):
+            break
+        out.append(
+            new_record(
+                pipeline,
+                "void",
+                version=record.get("version"),
+                previous=record.get("previous"),
+                reasons=[
+                    f"record seq {record['seq']} ({action} of {record.get('version')}, run {run_id}) never "
+                    "took effect: the Dagster instance holds no such decision of that run (it stopped "
+                    "between its audit record and its event, e.g. killed)"
+                ],
+                extra={
+                    "voids_seq": record["seq"],
+                    "voids_sha256": record.get("sha256"),
+                    "voids_run_id": run_id,
+                },
+            )
+        )
+    return out[::-1]
+
+
+def _never_took_effect(instance: dg.DagsterInstance, pipeline: str, record: dict[str, Any]) -> bool:
+    """Whether the run of `record` exists and holds no event on `<p>/champion` of the decision it logs."""
+    from dagster import DagsterEventType
+
+    from mlops_dagster.keys import Meta, champion_key
+
+    run_id = str(record["run_id"])
+    if instance.get_run_by_id(run_id) is None:
+        return False
+    key, want = champion_key(pipeline), DECIDED[str(record["action"])]
+    for of_type in (DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_OBSERVATION):
+        for entry in instance.all_logs(run_id, of_type=of_type):
+            event = entry.asset_materialization or entry.asset_observation
+            if event is None or event.asset_key != key:
+                continue
+            md = dict(event.metadata)
+            if _value(md, Meta.VERSION) == record.get("version") and _value(md, Meta.DECISION) == want:
+                return False
+    return True
+
+
+def instance_problems(
+    instance: dg.DagsterInstance, pipeline: str, path: UPath, check: ChainCheck
+) -> list[str]:
+    """Where the log and the instance disagree: decisions missing from the log, and logged decisions that
+    never took effect (`missing_decisions`, `unrecorded_decisions`)."""
+    return missing_decisions(instance, pipeline, path, check.decisions) + unrecorded_decisions(
+        instance, pipeline, path, check
+    )

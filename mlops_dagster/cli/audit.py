@@ -123,7 +123,7 @@ def _verify(
     name: str | None, root: str, instance: dg.DagsterInstance | None, extra: list[str] | None = None
 ) -> int:
     from mlops_dagster.audit import audit_path, logged_pipelines
-    from mlops_dagster.audit.verify import check_chain, missing_decisions
+    from mlops_dagster.audit.verify import check_chain, instance_problems
 
     if name is not None:
         names = [name]
@@ -143,7 +143,7 @@ def _verify(
         check = check_chain(path)
         problems = list(check.problems)
         if instance is not None:
-            problems += missing_decisions(instance, pipeline, path, check.decisions)
+            problems += instance_problems(instance, pipeline, path, check)
         if problems:
             failed += 1
             print(f"FAILED: {pipeline}")

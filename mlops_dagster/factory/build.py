@@ -12,12 +12,16 @@ import dagster as dg
 from mlops_dagster.alerts import Notifier
 from mlops_dagster.environments import activate, apply_environment, select_environment
 from mlops_dagster.errors import SpecError
+from mlops_dagster.factory.automation import build_automation_sensor
 from mlops_dagster.factory.champion import build_champion_asset
 from mlops_dagster.factory.compute_tags import job_tags
 from mlops_dagster.factory.dataset import build_dataset_asset, partitions_def
 from mlops_dagster.factory.drift_report import build_drift_report_asset
 from mlops_dagster.factory.features import build_feature_asset
+from mlops_dagster.factory.feedback import build_feedback_asset
+from mlops_dagster.factory.live_performance import build_live_performance_asset
 from mlops_dagster.factory.packaging import packaging_assets
+from mlops_dagster.factory.predictions import build_predictions_asset
 from mlops_dagster.factory.training import build_candidate_asset, build_training_set_asset
 from mlops_dagster.io.parquet import ParquetIOManager
 from mlops_dagster.keys import (
@@ -29,11 +33,13 @@ from mlops_dagster.keys import (
     champion_key,
     edge_bundle_key,
     feature_key,
+    performance_rollback_job_name,
     retrain_job_name,
     training_set_key,
 )
 from mlops_dagster.sensors.drift import build_drift_sensor, report_job_for
 from mlops_dagster.sensors.packaging import build_packaging_sensor
+from mlops_dagster.sensors.performance import build_performance_sensor, watches_performance
 from mlops_dagster.sensors.quality import build_quality_sensor
 from mlops_dagster.spec import read_spec_files, resolve_specs
 from mlops_dagster.spec.environments import EnvironmentSpec, NotifierSettings, check_environments
@@ -105,7 +111,12 @@ def _notifier_for(settings: NotifierSettings | None) -> Notifier:
 
 
 def pipeline_assets(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
-    """The assets of one pipeline (not its feature groups, which are shared)."""
+    """The assets of one pipeline (not its feature groups, which are shared).
+
+    `serving.targets: [batch]` adds `<p>/predictions`; `feedback:` adds `<p>/feedback` and, with the
+    predictions, `<p>/live_performance` (the spec checks refuse feedback without `batch`).
+    """
+    batch = "batch" in spec.serving.targets
     return [
         build_dataset_asset(spec),
         build_training_set_asset(spec),
@@ -113,6 +124,9 @@ def pipeline_assets(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
         build_champion_asset(spec),
         build_drift_report_asset(spec),
         *packaging_assets(spec),
+        *([build_predictions_asset(spec)] if batch else []),
+        *([build_feedback_asset(spec)] if spec.feedback is not None else []),
+        *([build_live_performance_asset(spec)] if batch and spec.feedback is not None else []),
     ]
 
 
@@ -137,6 +151,19 @@ def retrain_job(spec: PipelineSpec) -> dg.UnresolvedAssetJobDefinition:
             "-> packaging."
         ),
         tags={Tags.PIPELINE: spec.name, **sized},
+    )
+
+
+def performance_rollback_job(spec: PipelineSpec) -> dg.UnresolvedAssetJobDefinition:
+    """The champion alone: the performance sensor runs it with action `rollback` (sensors/performance.py)."""
+    return dg.define_asset_job(
+        name=performance_rollback_job_name(spec.name),
+        selection=dg.AssetSelection.assets(champion_key(spec.name)),
+        description=(
+            f"Roll `{spec.name}`'s champion back to the previous good version: requested by "
+            "its performance sensor when the live metric breaches `monitoring.performance`."
+        ),
+        tags={Tags.PIPELINE: spec.name, **job_tags(spec, ["champion"])},
     )
 
 
@@ -191,8 +218,15 @@ def build_definitions(
         report_job = report_job_for(spec, partitions_def(spec))
         jobs.append(report_job)
         sensors.append(build_drift_sensor(spec, job, report_job))
-        if spec.serving.targets:  # the bento / edge bundle follow the champion (sensors/packaging.py)
+        if {"cloud", "edge"} & set(spec.serving.targets):  # follows the champion (sensors/packaging.py)
             sensors.append(build_packaging_sensor(spec))
+        automated = [k for a in mine for k, c in a.automation_conditions_by_key.items() if c is not None]
+        if automated:  # predictions follow the dataset, live performance its inputs (factory/automation.py)
+            sensors.append(build_automation_sensor(spec, automated))
+        if watches_performance(spec):  # live results roll the champion back (sensors/performance.py)
+            rollback = performance_rollback_job(spec)
+            jobs.append(rollback)
+            sensors.append(build_performance_sensor(spec, job, rollback))
     io_manager = DEFAULT_IO_MANAGER if env.name is None else _io_manager_for(env.data_root)
     notifier = _notifier_for(env.spec.notifier if env.spec else None)
     all_resources: dict[str, Any] = {

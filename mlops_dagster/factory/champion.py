@@ -28,6 +28,8 @@ class ChampionConfig(dg.Config):
     """How the champion asset decides: `gate` the latest candidate (default), or a manual action."""
 
     action: Literal["gate", "promote", "rollback"] = "gate"
+    # promote: the version to promote. rollback: if given, the champion to roll back FROM; when another
+    # version is champion by the time the run decides, nothing is rolled back (a recorded keep).
     version: str | None = None
     reason: str = ""
     approved_by: str = ""  # `registry approve`: one of the pipeline's owners (environments with approval)
@@ -67,6 +69,8 @@ def _result(
     metrics: dict[str, float],
     previous: str | None,
     extra: dict[str, Any] | None = None,
+    *,
+    trigger: str,
 ) -> dg.MaterializeResult:
     from mlops_dagster.registry.store import card_path
 
@@ -77,6 +81,7 @@ def _result(
             Meta.DECISION: decision,
             Meta.REASONS: dg.MetadataValue.json(reasons),
             Meta.PREVIOUS: previous or "",
+            Meta.TRIGGER: trigger,  # `performance` marks an automatic rollback (registry/records.py)
             Meta.ENVIRONMENT: environment_name(spec),
             Meta.MODEL_CARD: dg.MetadataValue.path(str(card_path(spec.name, record.version))),
             **metrics_metadata(metrics),
@@ -84,6 +89,10 @@ def _result(
         },
         data_version=dg.DataVersion(record.version),
     )
+
+
+def _trigger(context: dg.AssetExecutionContext) -> str:
+    return context.run.tags.get(Tags.TRIGGER, "manual")
 
 
 def _audit(
@@ -109,12 +118,13 @@ def _audit(
         version=version,
         previous=previous,
         reasons=reasons,
-        trigger=context.run.tags.get(Tags.TRIGGER, "manual"),
+        trigger=_trigger(context),
         run_id=context.run_id,
         by=context.run.tags.get(Tags.REQUESTED_BY),
         environment=environment_name(spec),
         extra={"approved_by": approved_by} if approved_by else None,
         log=context.log,
+        instance=context.instance,
     )
 
 
@@ -160,6 +170,7 @@ def _observe(
                 Meta.DECISION: decision,
                 Meta.REASONS: dg.MetadataValue.json(reasons),
                 Meta.PREVIOUS: current or "",
+                Meta.TRIGGER: _trigger(context),
                 **metrics_metadata(metrics),
                 **(extra or {}),
             },
@@ -204,7 +215,7 @@ def build_champion_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
 
         # The pool's slot is held; on SQLite its claim is not atomic, so the lock too (registry/pool.py),
         # from reading the champion until the decision is recorded (before the generator resumes).
-        with decision_lock(context.instance, spec.name):
+        with decision_lock(context.instance, spec.name, run_id=context.run.run_id):
             yield from _decide(context, config, training_set)
 
     def _decide(
@@ -225,6 +236,13 @@ def build_champion_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
             history = records.champion_history(instance, spec.name, limit=1000)
             if current is None:
                 raise RegistryError(f"{spec.name}: there is no champion to roll back")
+            if config.version and config.version != current.version:  # requested for an earlier champion
+                reasons = [
+                    f"FAIL rollback from {config.version} not done: the champion is now {current.version}",
+                    *([config.reason] if config.reason else []),
+                ]
+                _observe(context, spec, current.version, "keep", reasons, current.metrics, current.version)
+                return
             target = records.rollback_target(history)
             if target is None:
                 raise RegistryError(
@@ -243,7 +261,16 @@ def build_champion_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
             context.log.info(f"{spec.name}: {reasons[0]}")
             extra = onnx.metadata if onnx is not None else None
             _audit(context, spec, "rollback", target.version, current.version, reasons)
-            yield _result(spec, target, "rollback", reasons, target.metrics, current.version, extra)
+            yield _result(
+                spec,
+                target,
+                "rollback",
+                reasons,
+                target.metrics,
+                current.version,
+                extra,
+                trigger=_trigger(context),
+            )
             return
 
         if config.action == "promote":
@@ -269,6 +296,20 @@ def build_champion_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
                 record.metrics,
                 current.version,
             )
+            return
+        failed_live = (  # versions that failed in service: the gates never bring them back
+            records.performance_rollbacks(records.champion_history(instance, spec.name, limit=1000))
+            if config.action == "gate"
+            else {}  # a manual promote may
+        )
+        if record.version in failed_live:
+            back = failed_live[record.version]
+            reasons = [
+                f"FAIL {record.version} was rolled back for live performance on {back.when} (run "
+                f"{back.run_id}): {'; '.join(back.reasons)}. Only a manual promote brings it back.",
+            ]
+            previous = current.version if current else None
+            _observe(context, spec, record.version, "keep", reasons, record.metrics, previous)
             return
         meta = _candidate_meta(instance, spec, record.version)
         features = list(meta.get(Meta.FEATURES) or [])
@@ -312,7 +353,14 @@ def build_champion_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
         previous = current.version if current else None
         _audit(context, spec, action, record.version, previous, reasons, approved_by=config.approved_by)
         yield _result(
-            spec, record, "promote", reasons, candidate_scores, current.version if current else None, extra
+            spec,
+            record,
+            "promote",
+            reasons,
+            candidate_scores,
+            current.version if current else None,
+            extra,
+            trigger=_trigger(context),
         )
 
     return _champion

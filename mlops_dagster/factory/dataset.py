@@ -4,7 +4,7 @@ Declared pii columns are hashed before anything is stored (the dataset, a quaran
 wherever the batch is shown (preview, check samples, quarantine report), so raw values stay at the source.
 """
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import dagster as dg
@@ -27,7 +27,7 @@ from mlops_dagster.factory.quality_checks import (
 from mlops_dagster.factory.versions import code_version
 from mlops_dagster.io.parquet import content_hash
 from mlops_dagster.io.quarantine import Quarantine
-from mlops_dagster.io.sources import read_source, source_bytes
+from mlops_dagster.io.sources import BatchSource, read_source, source_bytes
 from mlops_dagster.keys import IO_MANAGER_KEY, Meta, Tags, dataset_key
 from mlops_dagster.quality.baseline import Baseline
 from mlops_dagster.quality.builtin_checks import (
@@ -42,7 +42,7 @@ from mlops_dagster.quality.builtin_checks import (
 from mlops_dagster.quality.expectations import check_names
 from mlops_dagster.quality.pii import hash_columns
 from mlops_dagster.quality.schema_guard import GuardResult, guard_batch
-from mlops_dagster.spec.models import PipelineSpec
+from mlops_dagster.spec.models import ExpectationSpec, PipelineSpec
 
 
 def partitions_def(spec: PipelineSpec) -> dg.DailyPartitionsDefinition | None:
@@ -82,11 +82,17 @@ def known_columns(spec: PipelineSpec, baseline: Baseline) -> set[str]:
     return declared | set(baseline.schema or {})
 
 
-def _config_issues(spec: PipelineSpec, results: list[dg.AssetCheckResult]) -> list[SpecIssue]:
-    """The spec problems behind config-kind failures, each naming its expectation's file, line and field."""
-    names = check_names(spec.quality.expectations)
+def _config_issues(
+    spec: PipelineSpec,
+    results: list[dg.AssetCheckResult],
+    expectations: list[ExpectationSpec],
+    field: tuple[str, ...],
+) -> list[SpecIssue]:
+    """The spec problems behind config-kind failures, each naming its expectation's file, line and field
+    (`field`: where `expectations` are declared, `quality.expectations` or `feedback.expectations`)."""
+    names = check_names(expectations)
     return [
-        spec.issue(("quality", "expectations", names.index(r.check_name)), f"{r.check_name}: {r.description}")
+        spec.issue((*field, names.index(r.check_name)), f"{r.check_name}: {r.description}")
         for r in results
         if not r.passed and failure_kind(r) == CONFIG and r.check_name in names
     ]
@@ -134,10 +140,11 @@ def build_dataset_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
         partition = context.partition_key if parts else None
         quarantine = Quarantine.for_io_manager(getattr(context.resources, IO_MANAGER_KEY))
         baseline = champion_baseline(context.instance, spec.name)
+        batch = BatchSource.dataset(spec)
         try:
-            raw = read_source(spec, context, partition)
+            raw = read_source(batch, context, partition)
         except DataError as e:
-            yield from _unreadable(spec, context, quarantine, key, partition, baseline, e)
+            yield from unreadable_batch(spec, context, batch, quarantine, key, partition, baseline, e)
             return
         guard = guard_batch(raw, spec, partition, baseline.schema, spec.quality.allow_new_columns)
         outcomes = run_expectations(raw, spec.quality.expectations) if spec.quality.expectations else []
@@ -148,38 +155,74 @@ def build_dataset_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
                 key, outcomes, partition, spec.quality.expectations, pii, known_columns(spec, baseline)
             ),
         ]
-        refused = blocking_failures(results)
-        where = f"{key.to_user_string()} {partition or ''}".strip()
-        if not refused:
-            df = hash_columns(coerce_timestamps(raw, spec.dataset.timestamp).reset_index(drop=True), pii)
-            if quarantine.release(key, partition):
-                context.log.info(f"{where}: passed; released from quarantine")
-                _audit_batch(context, spec, "release", partition, [])
-            yield versioned_output(df, frame_metadata(df, pii), content_hash(df))
-        elif any(failure_kind(r) != CONFIG for r in refused):
-            report = failure_report(results, context.run_id, pii)
-            held = quarantine.hold(key, partition, report, frame=hash_columns(raw, pii))
-            _audit_batch(context, spec, "quarantine", partition, report["reasons"])
-            context.log.error(
-                f"{where}: {len(refused)} blocking check(s) failed; batch quarantined at {held}: "
-                + "; ".join(report["reasons"])
-            )
-        else:
-            context.log.error(
-                f"{where}: the quality spec could not run on this batch (a configuration error, not bad "
-                "data); the batch is not quarantined: fix the spec and materialize the partition again"
-            )
-        yield from results
-        issues = _config_issues(spec, results)
-        if issues:
-            raise SpecError(issues)
+        yield from settle_batch(
+            context,
+            spec,
+            key,
+            partition,
+            raw,
+            results,
+            quarantine,
+            timestamp=spec.dataset.timestamp,
+            pii=pii,
+            expectations=(spec.quality.expectations, ("quality", "expectations")),
+        )
 
     return _dataset
 
 
-def _unreadable(
+def settle_batch(
+    context: dg.AssetExecutionContext,
+    spec: PipelineSpec,
+    key: dg.AssetKey,
+    partition: str | None,
+    raw: pd.DataFrame,
+    results: list[dg.AssetCheckResult],
+    quarantine: Quarantine,
+    *,
+    timestamp: str,
+    pii: Collection[str],
+    expectations: tuple[list[ExpectationSpec], tuple[str, ...]],
+) -> Iterator[Any]:
+    """What becomes of a checked batch (the dataset's or the feedback's): stored hashed and released from
+    quarantine when no blocking check failed; else held in quarantine (a data failure) or left out (the
+    spec's fault). Yields the output, if any, then the check results.
+
+    Raises:
+        SpecError: a check failed as a configuration error (`expectations`: the declared list and its
+            field path), naming its file, line and field.
+    """
+    refused = blocking_failures(results)
+    where = f"{key.to_user_string()} {partition or ''}".strip()
+    if not refused:
+        df = hash_columns(coerce_timestamps(raw, timestamp).reset_index(drop=True), pii)
+        if quarantine.release(key, partition):
+            context.log.info(f"{where}: passed; released from quarantine")
+            audit_batch(context, spec, key, "release", partition, [])
+        yield versioned_output(df, frame_metadata(df, pii), content_hash(df))
+    elif any(failure_kind(r) != CONFIG for r in refused):
+        report = failure_report(results, context.run_id, pii)
+        held = quarantine.hold(key, partition, report, frame=hash_columns(raw, pii))
+        audit_batch(context, spec, key, "quarantine", partition, report["reasons"])
+        context.log.error(
+            f"{where}: {len(refused)} blocking check(s) failed; batch quarantined at {held}: "
+            + "; ".join(report["reasons"])
+        )
+    else:
+        context.log.error(
+            f"{where}: the quality spec could not run on this batch (a configuration error, not bad "
+            "data); the batch is not quarantined: fix the spec and materialize the partition again"
+        )
+    yield from results
+    issues = _config_issues(spec, results, *expectations)
+    if issues:
+        raise SpecError(issues)
+
+
+def unreadable_batch(
     spec: PipelineSpec,
     context: dg.AssetExecutionContext,
+    batch: BatchSource,
     quarantine: Quarantine,
     key: dg.AssetKey,
     partition: str | None,
@@ -189,8 +232,8 @@ def _unreadable(
     """A batch that cannot be read: kept in quarantine (the raw file, unless it may hold pii) and refused
     by the schema guard, whose failed evaluation the quality sensor alerts on. A missing uri file or a
     failed query is not a batch: the error is raised as it is."""
-    kind = spec.dataset.source.kind
-    raw_bytes, suffix = source_bytes(spec, partition)
+    kind = batch.kind
+    raw_bytes, suffix = source_bytes(batch, partition)
     if kind == "sql" or (kind == "uri" and raw_bytes is None):
         raise error
     report: dict[str, Any] = {"reasons": [f"mlops_schema_guard: {error}"], "run_id": context.run_id}
@@ -203,15 +246,21 @@ def _unreadable(
         report["note"] = "the source may hold pii: the raw file is not copied into quarantine"
         raw_bytes = None
     where = quarantine.hold(key, partition, report, raw=raw_bytes, raw_suffix=suffix)
-    _audit_batch(context, spec, "quarantine", partition, report["reasons"])
+    audit_batch(context, spec, key, "quarantine", partition, report["reasons"])
     context.log.error(f"{error}; quarantined at {where}")
     yield guard_result(key, GuardResult(False, [str(error)]), partition, baseline.version)
 
 
-def _audit_batch(
-    context: dg.AssetExecutionContext, spec: PipelineSpec, action: str, partition: str | None, reasons: Any
+def audit_batch(
+    context: dg.AssetExecutionContext,
+    spec: PipelineSpec,
+    key: dg.AssetKey,
+    action: str,
+    partition: str | None,
+    reasons: Any,
 ) -> None:
-    """A batch quarantined or released, in the pipeline's audit log (a failed append is a warning)."""
+    """A batch of `key` quarantined or released, in the pipeline's audit log (a failed append is a
+    warning)."""
     from mlops_dagster.audit import record_decision
     from mlops_dagster.environments import environment_name
 
@@ -223,6 +272,6 @@ def _audit_batch(
         trigger=context.run.tags.get(Tags.TRIGGER, "manual"),
         run_id=context.run_id,
         environment=environment_name(spec),
-        extra={"asset": dataset_key(spec.name).to_user_string(), "partition": partition},
+        extra={"asset": key.to_user_string(), "partition": partition},
         log=context.log,
     )

@@ -83,6 +83,7 @@ def _checked_bundle(spec: PipelineSpec, champion: _Champion) -> tuple[Path | Non
 
 def build_bento_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
     runtime = spec.serving.cloud_runtime
+    log_on = spec.serving.prediction_log.enabled  # the bento logs under the IO manager's root
 
     @dg.asset(
         key=bento_key(spec.name),
@@ -96,10 +97,12 @@ def build_bento_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
         kinds={"bentoml", "docker"},
         owners=list(spec.owners),
         deps=[champion_key(spec.name)],
+        required_resource_keys={IO_MANAGER_KEY} if log_on else None,
         code_version=code_version(spec.serving, "bento"),
     )
     def _bento(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         from mlops_dagster.packaging.bento import build_bento
+        from mlops_dagster.packaging.prediction_log import settings_for
 
         champion = _champion(context, spec)
         bundle, why = (None, "serving.cloud_runtime is sklearn")
@@ -116,6 +119,9 @@ def build_bento_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
             onnx_bundle=bundle,
             workers=spec.serving.workers,
             containerize=spec.serving.containerize,
+            prediction_log=settings_for(
+                spec, str(getattr(context.resources, IO_MANAGER_KEY).root()) if log_on else None
+            ),
         )
         if spec.serving.containerize and not result.containerized:
             context.log.warning(f"{result.tag}: containerize skipped: {result.containerize_note}")

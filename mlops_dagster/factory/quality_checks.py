@@ -43,9 +43,10 @@ def _severity(blocking: bool) -> str:
     return "blocking" if blocking else "a warning"
 
 
-def _builtin_specs(spec: PipelineSpec) -> list[tuple[str, bool, str]]:
-    """(name, blocking, description) of the built-in dataset checks the spec leaves on."""
-    label, inferred = spec.dataset.label, spec.quality.inferred
+def _builtin_specs(spec: PipelineSpec, label_only: str | None = None) -> list[tuple[str, bool, str]]:
+    """(name, blocking, description) of the built-in dataset checks the spec leaves on; with
+    `label_only`, the label check on that column alone (the feedback's: it has no features to profile)."""
+    label, inferred = label_only or spec.dataset.label, spec.quality.inferred
     classes = (
         " and among the classes the champion was trained on"
         + (" (new classes allowed: quality.allow_new_classes)" if spec.quality.allow_new_classes else "")
@@ -53,6 +54,8 @@ def _builtin_specs(spec: PipelineSpec) -> list[tuple[str, bool, str]]:
         else ""
     )
     out = [(LABEL_CHECK_NAME, True, f"Built-in: label `{label}` present and never null{classes}.")]
+    if label_only:
+        return out
     if inferred.presence.enabled:
         out.append(
             (
@@ -91,9 +94,11 @@ def check_specs(
     partitions_def: dg.PartitionsDefinition | None,
     schema_guard: bool,
     pipeline: PipelineSpec | None = None,
+    label_only: str | None = None,
 ) -> list[dg.AssetCheckSpec]:
     """The checks of one asset (per partition when the asset is partitioned); with `pipeline`, its
-    dataset's built-in label and inferred checks too."""
+    dataset's built-in label and inferred checks too, or with `label_only` as well, the label check
+    on that column alone (the feedback's)."""
     specs = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # partitions_def on AssetCheckSpec is a preview feature
@@ -109,7 +114,7 @@ def check_specs(
                     "inside the partition.",
                 )
             )
-        for name, blocking, description in _builtin_specs(pipeline) if pipeline else []:
+        for name, blocking, description in _builtin_specs(pipeline, label_only) if pipeline else []:
             specs.append(
                 dg.AssetCheckSpec(
                     name, asset=key, blocking=blocking, partitions_def=partitions_def, description=description

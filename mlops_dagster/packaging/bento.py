@@ -6,7 +6,11 @@ export` archives and images) and exact pins, and containerizes it when a Docker 
 a parity-checked edge bundle (`<pipeline>_edge:<version>`) the bento serves it with onnxruntime
 (runtime `onnx`, no sklearn or pandas in the image), else the pickled champion with sklearn. The
 service checks what it loads against the sha256s baked into the build; it needs neither Dagster nor
-`mlops_dagster` at serve time. BentoML is imported inside functions (it honours `$BENTOML_HOME`).
+`mlops_dagster` at serve time. The served model's folder carries its signature when it was signed (the
+version's, or the bundle's `model.sig`): the service checks it before loading, with the keys of
+`MLOPS_VERIFY_KEYS` where it runs, and refuses an unsigned model when the build was made under
+`signing: required` (baked into the config) or `MLOPS_SIGNING=required`. BentoML is imported inside
+functions (it honours `$BENTOML_HOME`).
 """
 
 from __future__ import annotations
@@ -28,8 +32,12 @@ from mlops_dagster.packaging import service_template
 MAX_ROWS = 1000
 PINNED_DISTRIBUTIONS = ("scikit-learn", "pandas", "numpy", "joblib", "pydantic")
 ONNX_DISTRIBUTIONS = ("onnxruntime", "numpy", "pydantic")
+SIGNING_DISTRIBUTIONS = ("model-signing", "pyopenssl")  # to check a signed model where it is served
+# What the prediction log's writer needs: pyarrow always, fsspec and the store's own file system for a URL.
+LOG_DISTRIBUTIONS = ("pyarrow",)
+STORE_DISTRIBUTIONS = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}
 RUNTIME_MODULE = "mlops_bento_runtime"  # a package: the service and the two modules it imports
-RUNTIME_SOURCES = ("service_template.py", "service_http.py", "edge_predictor.py")  # beside this file
+RUNTIME_SOURCES = ("service_template.py", "service_http.py", "edge_predictor.py", "prediction_log.py")
 SERVICE_MODULE = "mlops_bento_service"
 SERVICE_CLASS = "ModelService"
 CONFIG_FILE = "bento_config.json"
@@ -69,6 +77,7 @@ class BentoResult:
         runtime: `onnx` (the edge bundle, run by onnxruntime) or `sklearn` (the pickled champion).
         served_model_tag: the BentoML model the service loads (`<p>_edge:<v>` or `<p>:<v>`).
         workers: the server's worker processes.
+        signed: the served model carries a signature (`model.sig`), checked before it is loaded.
     """
 
     tag: str
@@ -86,17 +95,21 @@ class BentoResult:
     runtime: str = "sklearn"
     served_model_tag: str = ""
     workers: int = 1
+    signed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as JSON-serialisable values."""
         return {**asdict(self), "requirements": list(self.requirements)}
 
 
-def pinned_requirements(estimator: str | None = None, runtime: str = "sklearn") -> list[str]:
+def pinned_requirements(
+    estimator: str | None = None, runtime: str = "sklearn", extra: tuple[str, ...] = ()
+) -> list[str]:
     """`name==version`, as installed here, of what the service needs: for `sklearn` the libraries the
     model was pickled with plus the estimator's own distribution (`xgboost`); for `onnx`, onnxruntime,
-    numpy and pydantic."""
+    numpy and pydantic; then the `extra` distributions (the prediction log's, see `log_distributions`)."""
     names = list(ONNX_DISTRIBUTIONS if runtime == "onnx" else PINNED_DISTRIBUTIONS)
+    names += [name for name in extra if name not in names]
     top = (estimator or "").replace(":", ".").split(".")[0] if runtime != "onnx" else ""
     for dist in metadata.packages_distributions().get(top, []) if top else []:
         if dist not in names:
@@ -110,6 +123,19 @@ def pinned_requirements(estimator: str | None = None, runtime: str = "sklearn") 
     return pins
 
 
+def log_distributions(prediction_log: dict[str, Any] | None) -> tuple[str, ...]:
+    """What the bento needs to write its prediction log: nothing when logging is off; pyarrow, plus
+    fsspec and the store's file system (`s3fs` for s3://) when the baked root is a URL. A root given
+    at serve time (`$MLOPS_PREDICTION_LOG_ROOT`) on another kind of store needs its library installed."""
+    if not prediction_log or not prediction_log.get("enabled"):
+        return ()
+    root = str(prediction_log.get("root") or "")
+    protocol = root.split("://", 1)[0] if "://" in root and not root.startswith("file://") else ""
+    if protocol and protocol not in STORE_DISTRIBUTIONS:
+        raise PackagingError(f"prediction log root {root}: no known file system for {protocol}://")
+    return LOG_DISTRIBUTIONS + (("fsspec", STORE_DISTRIBUTIONS[protocol]) if protocol else ())
+
+
 def service_config(
     card: dict[str, Any],
     pipeline: str,
@@ -118,6 +144,8 @@ def service_config(
     *,
     onnx: dict[str, str] | None = None,
     workers: int = 1,
+    prediction_log: dict[str, Any] | None = None,
+    signing_required: bool = False,
 ) -> dict[str, Any]:
     """What the generated service needs, from the model card.
 
@@ -126,6 +154,11 @@ def service_config(
             serve with onnxruntime (the sha256 of its `model.onnx` and of its manifest.json, which the
             service checks before running any bundle code); None serves the pickled model with sklearn.
         workers: the server's worker processes.
+        prediction_log: `prediction_log.settings_for(spec, root)`: whether the service logs what it
+            predicts, where, and the dataset's entity and timestamp columns (which requests may carry,
+            logging on or off). None: neither.
+        signing_required: the build's environment has `signing: required`: the service then refuses
+            an unsigned model wherever it runs (unless `MLOPS_SIGNING` says otherwise there).
 
     Raises:
         RegistryError: the card lacks `features`, `feature_schema` or `task`.
@@ -155,6 +188,10 @@ def service_config(
     if onnx:
         config["onnx_model_tag"], config["onnx_sha256"] = onnx["model_tag"], onnx["sha256"]
         config["bundle_manifest_sha256"] = onnx["manifest_sha256"]
+    if prediction_log:
+        config["prediction_log"] = dict(prediction_log)
+    if signing_required:
+        config["signing_required"] = True
     if config["workers"] < 1:
         raise PackagingError(f"{pipeline}: a bento needs at least 1 worker, not {workers}")
     try:
@@ -224,6 +261,7 @@ def build_bento(
     workers: int = 1,
     build_dir: Path | None = None,
     containerize: bool = False,
+    prediction_log: dict[str, Any] | None = None,
 ) -> BentoResult:
     """Package a stored model version as a bento serving `POST /predict`, `GET /healthz`, `GET /version`.
 
@@ -241,10 +279,13 @@ def build_bento(
         containerize: also build an image (`bentoml containerize`) when a Docker daemon answers.
             Off by default: the bento's Dockerfile is the deliverable, and a build inside a run
             needs a daemon and the base images' registry.
+        prediction_log: `prediction_log.settings_for(spec, root)` (see `service_config`); its root is
+            baked into the build, `$MLOPS_PREDICTION_LOG_ROOT` overrides it when the bento is served.
 
     Raises:
         RegistryError: the version is not in the store, or its card lacks the feature schema.
         IntegrityError: the stored model does not hash to `sha256`, or the bundle packages another model.
+        SignatureError: the environment's signing policy refuses the model or the bundle.
         PackagingError: the features cannot be served over JSON, or the build or the image failed.
     """
     from mlops_dagster.registry.store import read_card, stored_model, verify
@@ -259,8 +300,21 @@ def build_bento(
     if card.get("sha256") not in (None, sha256):
         raise IntegrityError(f"model card of {model_tag} records sha256 {card['sha256']}, not {sha256}")
     onnx = _stored_bundle(onnx_bundle, pipeline, version, sha256) if onnx_bundle else None
-    config = service_config(card, pipeline, version, sha256, onnx=onnx, workers=workers)
-    requirements = pinned_requirements(card.get("estimator"), config["runtime"])
+    signed, required = _signature(stored, onnx)
+    config = service_config(
+        card,
+        pipeline,
+        version,
+        sha256,
+        onnx=onnx,
+        workers=workers,
+        prediction_log=prediction_log,
+        signing_required=required,
+    )
+    checks = SIGNING_DISTRIBUTIONS if signed or required else ()
+    requirements = pinned_requirements(
+        card.get("estimator"), config["runtime"], log_distributions(prediction_log) + checks
+    )
     python_version = f"{sys.version_info.major}.{sys.version_info.minor}"
     folder = Path(build_dir) if build_dir else Path(tempfile.mkdtemp(prefix=f"mlops-bento-{pipeline}-"))
     include = write_build_dir(folder, config)
@@ -291,6 +345,7 @@ def build_bento(
         runtime=config["runtime"],
         served_model_tag=_served_tag(config),
         workers=config["workers"],
+        signed=signed,
     )
 
 
@@ -305,6 +360,17 @@ def _stored_bundle(bundle: str | Path, pipeline: str, version: str, sha256: str)
     if json.loads(data).get("files", {}).get("model.onnx") != onnx["sha256"]:
         raise IntegrityError(f"{onnx['model_tag']} changed while the bento was built; build again")
     return {**onnx, "manifest_sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _signature(stored: Any, onnx: dict[str, str] | None) -> tuple[bool, bool]:
+    """Whether the served model's folder (the version's, or the bundle's) carries its `model.sig`, and
+    whether the environment's `signing` is `required` (the service then refuses it unsigned)."""
+    import bentoml
+
+    from mlops_dagster.registry.signing import SIGNATURE_FILE, policy
+
+    folder = Path(bentoml.models.get(onnx["model_tag"]).path) if onnx else Path(stored.path)
+    return (folder / SIGNATURE_FILE).is_file(), policy() == "required"
 
 
 def _served_tag(config: dict[str, Any]) -> str:

@@ -1,5 +1,6 @@
 """The edge bundle in BentoML's model store, as `<pipeline>_edge:<version>` (not `bentoml.onnx`, which is
-deprecated: the bundle's files are stored as they are, with `bentoml.models.create`)."""
+deprecated: the bundle's files are stored as they are, with `bentoml.models.create`). A signed bundle's
+`model.sig` travels with it, into the store, the bento that serves it and the published folder."""
 
 from __future__ import annotations
 
@@ -11,11 +12,18 @@ from mlops_dagster.errors import IntegrityError, PackagingError
 from mlops_dagster.packaging.onnx_bundle import (
     MANIFEST_FILE,
     MODEL_FILE,
+    SIGNATURE_FILE,
     place_files,
     sha256_hex,
     verify_bundle,
 )
 from mlops_dagster.registry.store_lock import tag_lock
+
+
+def _bundle_files(folder: Path, manifest: dict[str, Any]) -> list[str]:
+    """The names of a checked bundle's files: those its manifest lists, the manifest, its signature."""
+    signed = [SIGNATURE_FILE] if (folder / SIGNATURE_FILE).is_file() else []
+    return [*manifest["files"], MANIFEST_FILE, *signed]
 
 
 def _get(tag: str) -> Any | None:
@@ -60,7 +68,7 @@ def store_bundle_in_bentoml(bundle_dir: str | Path, pipeline: str, version: str)
             }
             with bentoml.models.create(tag, labels=labels, metadata=metadata) as bento_model:
                 target = Path(bento_model.path)
-                for name in [*manifest["files"], MANIFEST_FILE]:
+                for name in _bundle_files(source, manifest):
                     shutil.copyfile(source / name, target / name)
                 verify_bundle(target)  # a copy that does not verify aborts the create: nothing is stored
         stored = _get(tag)
@@ -107,7 +115,7 @@ def export_bundle(source: str | Path, out_dir: str | Path, *, version: str, mode
     """
     src = Path(source)
     manifest = verify_bundle(src, model_sha256=model_sha256, version=version)
-    files = {name: (src / name).read_bytes() for name in [*manifest["files"], MANIFEST_FILE]}
+    files = {name: (src / name).read_bytes() for name in _bundle_files(src, manifest)}
     out = place_files(out_dir, files)
     verify_bundle(out, model_sha256=model_sha256, version=version)
     return out

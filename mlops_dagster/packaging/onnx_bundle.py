@@ -3,6 +3,9 @@
 `convert_to_onnx` turns the fitted sklearn pipeline into ONNX (one input per feature column),
 `write_bundle` writes the self-contained folder atomically, `check_parity` (parity.py) compares it with
 the champion, and `edge_store.store_bundle_in_bentoml` keeps it in the BentoML store as `<pipeline>_edge`.
+With signing on (the environment's `signing`, `registry.signing`) the bundle is signed when it is
+written (`model.sig`, over every other file, the manifest included), and every check here checks the
+signature too, as the environment says.
 skl2onnx, onnx, sklearn and bentoml are imported inside the functions that use them.
 """
 
@@ -22,6 +25,7 @@ MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
 PREDICTOR_FILE = "predictor.py"
 README_FILE = "README.txt"
+SIGNATURE_FILE = "model.sig"  # as edge_predictor.SIGNATURE_FILE and registry.signing.SIGNATURE_FILE
 # Opset 17 with ai.onnx.ml 3 loads in onnxruntime 1.13 and later: old runtimes on devices keep working.
 TARGET_OPSET: dict[str, int] = {"": 17, "ai.onnx.ml": 3}
 # Covered by tests/packaging/test_onnx_bundle.py; most other sklearn estimators convert too.
@@ -293,7 +297,9 @@ def _readme(manifest: dict[str, Any]) -> str:
     return (
         f"Edge bundle of the {manifest['pipeline']} {manifest['task']} model, version {manifest['version']}"
         f" (champion sha256 {manifest['model_sha256']}).\n"
-        "Needs only Python 3.9+ with onnxruntime and numpy: `pip install onnxruntime numpy`.\n"
+        "Needs only Python 3.9+ with onnxruntime and numpy: `pip install onnxruntime numpy` (and, to "
+        "check a signed bundle's model.sig against the PEM public keys in MLOPS_VERIFY_KEYS, "
+        "`pip install model-signing pyopenssl`).\n"
         "Copy the whole folder to the device; manifest.json lists the inputs and the sha256 of every file.\n"
         'Python: `from predictor import Predictor; p = Predictor("<folder>"); p.predict({"col": value})`.\n'
         "Shell: `python predictor.py rows.json` (a JSON object or list; null or absent = missing value).\n"
@@ -312,14 +318,18 @@ def write_bundle(
     task: str,
     classes: Sequence[Any] | None = None,
 ) -> Path:
-    """Write the bundle folder `out_dir` (model.onnx, manifest.json, predictor.py, README.txt) atomically
-    (`place_files`); returns it. `onnx_bytes` come from `convert_to_onnx`; pipeline, version and
-    model_sha256 are the champion's identity; features in model order; classes: the classifier's `classes_`.
+    """Write the bundle folder `out_dir` (model.onnx, manifest.json, predictor.py, README.txt, and
+    model.sig when the environment's signing asks for it) atomically (`place_files`); returns it.
+    `onnx_bytes` come from `convert_to_onnx`; pipeline, version and model_sha256 are the champion's
+    identity; features in model order; classes: the classifier's `classes_`. Under `signing: required`
+    the manifest says so (`signing_required`): the bundle then refuses to load unsigned anywhere.
 
     Raises:
         PackagingError: the inputs disagree (see `build_manifest`).
+        SigningConfigError: the environment needs a signature and `MLOPS_SIGNING_KEY` is unset or unusable.
     """
     from mlops_dagster.packaging import edge_predictor
+    from mlops_dagster.registry.signing import policy, sign_files
 
     manifest = build_manifest(
         onnx_bytes,
@@ -337,21 +347,31 @@ def write_bundle(
         README_FILE: _readme(manifest).encode("utf-8"),
     }
     manifest["files"] = {name: sha256_hex(data) for name, data in sorted(files.items())}
-    manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
-    return place_files(out_dir, {**files, MANIFEST_FILE: manifest_bytes})
+    if policy() == "required":
+        manifest["signing_required"] = True
+    files[MANIFEST_FILE] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    signature = sign_files(files, f"{pipeline}:{version}", kind="edge bundle", unsigned=frozenset())
+    return place_files(out_dir, {**files, **({SIGNATURE_FILE: signature} if signature else {})})
 
 
 def place_files(out_dir: str | Path, files: Mapping[str, bytes]) -> Path:
-    """Write a bundle's files (manifest included) as the folder `out_dir`, atomically.
+    """Write a bundle's files (manifest included, and its signature when signed) as the folder `out_dir`,
+    atomically.
 
     Written under a temporary name next to `out_dir`, then renamed: readers see the old folder or the new.
+    A folder already holding this manifest and signature (or none) is kept when its files match.
     """
     from mlops_dagster.packaging import edge_predictor
 
     out = Path(out_dir)
-    if (out / MANIFEST_FILE).is_file() and (out / MANIFEST_FILE).read_bytes() == files[MANIFEST_FILE]:
+
+    def same(name: str) -> bool:
+        return (out / name).is_file() and (out / name).read_bytes() == files[name]
+
+    signed = SIGNATURE_FILE in files
+    if same(MANIFEST_FILE) and (same(SIGNATURE_FILE) if signed else not (out / SIGNATURE_FILE).exists()):
         try:
-            edge_predictor.verify_bundle(out)
+            edge_predictor.verify_bundle(out, signing=("off", "the same manifest and signature"))
             return out
         except edge_predictor.BundleIntegrityError:
             pass  # damaged: rewrite it
@@ -365,16 +385,23 @@ def verify_bundle(
     """Check the whole bundle and return its manifest; nothing in it is run or loaded.
 
     Every file the manifest names must match its sha256, and the folder may hold nothing else (but
-    Python's `__pycache__` and, in the BentoML store, BentoML's `model.yaml`). Given `model_sha256` or
-    `version`, the manifest must name that champion.
+    its `model.sig`, Python's `__pycache__` and, in the BentoML store, BentoML's `model.yaml`); the
+    signature is checked as the environment's `signing` says. Given `model_sha256` or `version`, the
+    manifest must name that champion.
 
     Raises:
         IntegrityError: the manifest is missing, or a file is missing, altered or unexpected, or the
             bundle packages another champion.
+        SignatureError: the signing policy refuses the bundle (unsigned, changed, unknown key).
+        SigningConfigError: a key in `MLOPS_VERIFY_KEYS` cannot be used.
     """
     from mlops_dagster.packaging import edge_predictor
+    from mlops_dagster.registry.signing import host_policy, refusals
 
     try:
-        return edge_predictor.verify_bundle(bundle_dir, model_sha256=model_sha256, version=version)
+        with refusals():
+            return edge_predictor.verify_bundle(
+                bundle_dir, model_sha256=model_sha256, version=version, signing=host_policy()
+            )
     except edge_predictor.BundleIntegrityError as e:
         raise IntegrityError(str(e)) from e

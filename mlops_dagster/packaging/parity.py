@@ -48,15 +48,19 @@ class ParityResult:
 
 
 def load_predictor(bundle_dir: str | Path) -> Any:
-    """The bundle's own `predictor.py`, run from the checked bytes after every bundle file is checked.
+    """The bundle's own `predictor.py`, run from the checked bytes after every bundle file (and its
+    signature, as the environment's `signing` says) is checked.
 
     Raises:
         IntegrityError: a bundle file is missing or altered.
+        SignatureError: the signing policy refuses the bundle.
     """
     from mlops_dagster.packaging.edge_predictor import load_verified_predictor
+    from mlops_dagster.registry.signing import host_policy, refusals
 
     verify_bundle(bundle_dir)  # IntegrityError naming the file at fault
-    return load_verified_predictor(bundle_dir)  # runs the bytes it hashed: nothing is imported from disk
+    with refusals():  # runs the bytes it hashed: nothing is imported from disk
+        return load_verified_predictor(bundle_dir, signing=host_policy())
 
 
 def _as_trained(holdout: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:

@@ -5,14 +5,16 @@ module imports only the standard library at the top and needs neither Dagster no
 
 - `ModelInfoMiddleware` (ASGI) caps the body of `POST /predict` on the bytes actually received, whatever
   the transfer encoding (`Content-Length` or chunked): past the cap it answers 413 and reads no more.
-  It also answers `GET /healthz` and `GET /version`, adds the model version and sha256 headers to every
-  response, and rewrites BentoML's 400 answers into a short `error` naming the first bad fields.
+  It also answers `GET /healthz` (with the worker's prediction-log counters when logging is on) and
+  `GET /version`, adds the model version and sha256 headers to every response, and rewrites
+  BentoML's 400 answers into a short `error` naming the first bad fields.
 - `ClientErrorLogFilter` logs a request the client got wrong (a 4xx) at INFO, in one line without a
   traceback, where BentoML would log an ERROR with the stack.
 """
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 MODEL_VERSION_HEADER = "X-Model-Version"
@@ -86,12 +88,21 @@ class ModelInfoMiddleware:
         sha256: the model's sha256 (header `X-Model-Sha256`).
         info: what `/version` and `/healthz` report (`max_rows` names the row limit in a 413).
         max_body_bytes: the largest body `POST /predict` accepts, counted on the bytes received.
+        stats: when given, `/healthz` reports what it returns as `prediction_log` (this worker's
+            counters of rows written, dropped and failed).
     """
 
     def __init__(
-        self, app: Any, version: str, sha256: str, info: dict[str, Any], max_body_bytes: int
+        self,
+        app: Any,
+        version: str,
+        sha256: str,
+        info: dict[str, Any],
+        max_body_bytes: int,
+        stats: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.app = app
+        self.stats = stats
         self.max_body_bytes = max_body_bytes
         self.headers = [
             (MODEL_VERSION_HEADER.lower().encode(), version.encode()),
@@ -106,6 +117,8 @@ class ModelInfoMiddleware:
         path, method = scope.get("path", ""), scope.get("method", "GET")
         if method in ("GET", "HEAD") and path in (HEALTH_PATH, VERSION_PATH):
             payload = {"status": "ok", **self.info} if path == HEALTH_PATH else self.info
+            if path == HEALTH_PATH and self.stats is not None:
+                payload["prediction_log"] = self.stats()
             await self._json(send, 200, payload, head=method == "HEAD")
             return
         if path != PREDICT_PATH:

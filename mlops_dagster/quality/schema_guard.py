@@ -78,8 +78,28 @@ def guard_batch(
     champion_schema: dict[str, str] | None,
     allow_new_columns: bool = False,
 ) -> GuardResult:
-    """Check one raw batch; returns every problem found (not just the first)."""
+    """Check one raw dataset batch; returns every problem found (not just the first)."""
     ds = spec.dataset
+    roles = {
+        ds.entity: "entity",
+        ds.timestamp: "timestamp",
+        ds.label: "label",
+        **{c: "feature" for c in spec.model.features or []},
+    }
+    return guard_frame(df, roles, ds.entity, ds.timestamp, partition, champion_schema, allow_new_columns)
+
+
+def guard_frame(
+    df: pd.DataFrame,
+    roles: dict[str, str],
+    entity: str,
+    timestamp: str,
+    partition: str | None,
+    champion_schema: dict[str, str] | None,
+    allow_new_columns: bool = False,
+) -> GuardResult:
+    """Check one raw batch whose columns play `roles` (column -> `entity`, `label`, ...): each present
+    and not all null, dtypes as in `champion_schema`, keys usable (the dataset's and the feedback's)."""
     repeated = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
     if repeated:  # only a python source can return this; every other check would be ambiguous
         return GuardResult(
@@ -91,12 +111,6 @@ def guard_batch(
     if df.empty:
         return GuardResult(False, ["the batch is empty (0 rows)"], schema)
     problems: list[str] = []
-    roles = {
-        ds.entity: "entity",
-        ds.timestamp: "timestamp",
-        ds.label: "label",
-        **{c: "feature" for c in spec.model.features or []},
-    }
     new = [c for c in schema if c not in champion_schema] if champion_schema else []
     for col, role in roles.items():
         if col not in df.columns:
@@ -104,13 +118,13 @@ def guard_batch(
         elif df[col].isna().all():
             problems.append(f"column `{col}` ({role}): all values are null")
     ts, unparsed, mixed = None, 0, False
-    if ds.timestamp in df.columns:
-        ts = df[ds.timestamp]
+    if timestamp in df.columns:
+        ts = df[timestamp]
         if not pd.api.types.is_datetime64_any_dtype(ts):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # format inference, mixed time zones: reported below
                 ts = pd.to_datetime(ts, errors="coerce")
-            unparsed = int(ts.isna().sum() - df[ds.timestamp].isna().sum())
+            unparsed = int(ts.isna().sum() - df[timestamp].isna().sum())
             # Mixed UTC offsets (local time across a DST change) parse to an object column of
             # Timestamps that cannot be compared with the partition's bounds.
             mixed = not pd.api.types.is_datetime64_any_dtype(ts)
@@ -120,21 +134,19 @@ def guard_batch(
         # on the way in, so the champion's schema always has it as a datetime.
         stored = dict(schema)
         if ts is not None and not unparsed and not mixed:
-            stored[ds.timestamp] = str(ts.dtype)
+            stored[timestamp] = str(ts.dtype)
         problems.extend(
             _schema_problems(
                 stored, {c: t for c, t in champion_schema.items() if c not in already}, allow_new_columns
             )
         )
-    if ds.entity in df.columns and (nulls := int(df[ds.entity].isna().sum())):
-        problems.append(f"column `{ds.entity}` (entity): {nulls} null value(s)")
+    if entity in df.columns and (nulls := int(df[entity].isna().sum())):
+        problems.append(f"column `{entity}` (entity): {nulls} null value(s)")
     if ts is not None:
         if unparsed > 0:
-            problems.append(f"column `{ds.timestamp}` (timestamp): {unparsed} value(s) are not datetimes")
+            problems.append(f"column `{timestamp}` (timestamp): {unparsed} value(s) are not datetimes")
         if mixed:
-            problems.append(
-                f"column `{ds.timestamp}` (timestamp): values with mixed time zones / UTC offsets"
-            )
+            problems.append(f"column `{timestamp}` (timestamp): values with mixed time zones / UTC offsets")
         elif partition is not None:
             start, end = _window(partition)
             if ts.dt.tz is not None:  # partitions are UTC days
@@ -142,13 +154,13 @@ def guard_batch(
             outside = int(((ts < start) | (ts >= end)).sum())
             if outside:
                 problems.append(
-                    f"column `{ds.timestamp}` (timestamp): {outside} row(s) outside partition "
+                    f"column `{timestamp}` (timestamp): {outside} row(s) outside partition "
                     f"{partition} [{start.date()}, {end.date()})"
                 )
-        if ds.entity in df.columns:
-            dupes = int(df.duplicated(subset=[ds.entity, ds.timestamp]).sum())
+        if entity in df.columns:
+            dupes = int(df.duplicated(subset=[entity, timestamp]).sum())
             if dupes:
-                problems.append(f"columns `{ds.entity}` + `{ds.timestamp}`: {dupes} duplicate row(s)")
+                problems.append(f"columns `{entity}` + `{timestamp}`: {dupes} duplicate row(s)")
     for col in df.columns:
         if pd.api.types.is_float_dtype(df[col]):
             infinite = int(np.isinf(df[col].to_numpy()).sum())

@@ -129,20 +129,44 @@ def decision_history(instance: dg.DagsterInstance, pipeline: str, limit: int = 1
     return out
 
 
+PERFORMANCE_TRIGGER = "performance"  # `mlops/trigger` of an automatic rollback on live results
+
+
+def performance_rollbacks(history: list[VersionRecord]) -> dict[str, VersionRecord]:
+    """The versions rolled back FROM for live performance, each with its (newest) rollback record.
+
+    Such a version failed in service: no rollback returns to it and no gate promotes it again (a
+    retrain on the same data gives the same content-addressed version); only a manual promote does.
+    """
+    found: dict[str, VersionRecord] = {}
+    for record in history:  # newest first: the newest rollback from a version is kept
+        if record.decision == "rollback" and record.trigger == PERFORMANCE_TRIGGER and record.previous:
+            found.setdefault(record.previous, record)
+    return found
+
+
 def rollback_target(history: list[VersionRecord]) -> VersionRecord | None:
     """The champion a rollback returns to, from the champion history (newest first); None if none.
 
-    The history is replayed as a stack: a promotion pushes its version, a rollback pops the current
-    one. So after promoting A, B, C, rollbacks go to B, then A, then nowhere; a version that was
-    rolled back from is never brought back by another rollback (that would bypass the gates).
+    The history is replayed as a stack: a promotion pushes its version, a rollback pops back to the
+    version it returned to. So after promoting A, B, C, rollbacks go to B, then A, then nowhere; a
+    version that was rolled back from is never brought back by another rollback (that would bypass
+    the gates). Nor is a version that was rolled back from for live performance
+    (`performance_rollbacks`), wherever it is in the stack: the rollback goes below it.
     """
     stack: list[VersionRecord] = []
     for record in reversed(history):
         if record.decision == "rollback" and stack:
             stack.pop()
+            versions = [r.version for r in stack]
+            if record.version in versions:  # a rollback that skipped versions leaves them too
+                del stack[versions.index(record.version) + 1 :]
         if not stack or stack[-1].version != record.version:
             stack.append(record)
-    return stack[-2] if len(stack) >= 2 else None
+    failed = performance_rollbacks(history)
+    current = stack[-1].version if stack else None
+    below = [r for r in reversed(stack[:-1]) if r.version not in failed and r.version != current]
+    return below[0] if below else None
 
 
 def current_champion(instance: dg.DagsterInstance, pipeline: str) -> VersionRecord | None:

@@ -28,7 +28,7 @@ import dagster as dg
 from mlops_dagster.alerts import Alert, Notifier
 from mlops_dagster.environments import sensor_status
 from mlops_dagster.io.quarantine import UNPARTITIONED
-from mlops_dagster.keys import FEATURES_GROUP, Meta, Tags, dataset_key, quality_sensor_name
+from mlops_dagster.keys import FEATURES_GROUP, Meta, Tags, dataset_key, feedback_key, quality_sensor_name
 from mlops_dagster.spec.models import PipelineSpec
 
 HISTORY_PAGE = 200
@@ -140,8 +140,9 @@ def _latest_runs(evaluations: list[Evaluation]) -> dict[tuple[str, str], list[Ev
 
 
 def holds_batches(spec: PipelineSpec, asset: str) -> bool:
-    """Whether an asset's failed checks quarantine a batch: the dataset and feature groups do."""
-    return asset == dataset_key(spec.name).to_user_string() or asset.startswith(f"{FEATURES_GROUP}/")
+    """Whether an asset's failed checks quarantine a batch: the dataset, feedback and feature groups do."""
+    batches = {dataset_key(spec.name).to_user_string(), feedback_key(spec.name).to_user_string()}
+    return asset in batches or asset.startswith(f"{FEATURES_GROUP}/")
 
 
 def failure_alert(spec: PipelineSpec, asset: str, partition: str, failed: list[Evaluation]) -> Alert:
@@ -251,6 +252,8 @@ def build_quality_sensor(
                 cursor.failing[slot] = _failing_entry(failed, cursor.failing.get(slot))
             elif slot in cursor.failing:  # passes again: its alert, if still pending, is dropped
                 cursor.failing.pop(slot)
+                if asset == feedback_key(spec.name).to_user_string():
+                    continue  # late labels train nothing: no retrain was held back
                 requests.append(
                     dg.RunRequest(
                         run_key=f"quality-recovered:{asset}:{partition}:{evals[0].run_id}",

@@ -119,7 +119,7 @@ def check_spec(spec: PipelineSpec) -> list[SpecIssue]:
     Returns:
         The issues found (none when the spec is sound).
     """
-    return [*_feature_issues(spec), *_drift_issues(spec), *_param_issues(spec)]
+    return [*_feature_issues(spec), *_drift_issues(spec), *_param_issues(spec), *_governance_issues(spec)]
 
 
 def _feature_issues(spec: PipelineSpec) -> list[SpecIssue]:
@@ -219,3 +219,57 @@ def _param_issues(spec: PipelineSpec) -> list[SpecIssue]:
         and name not in SEED_PARAMS
         and abs(value) > MAX_COUNT
     ]
+
+
+def _governance_issues(spec: PipelineSpec) -> list[SpecIssue]:
+    """Serving targets, batch predictions and late labels (`feedback`) that can work together."""
+    from mlops_dagster.keys import PredictionColumns
+
+    issues: list[SpecIssue] = []
+    targets = spec.serving.targets
+    issues.extend(
+        spec.issue(("serving", "targets", j), f"target {target!r} is listed twice")
+        for j, target in enumerate(targets)
+        if target in targets[:j]
+    )
+    ds, feedback = spec.dataset, spec.feedback
+    if "batch" in targets:
+        for field in ("entity", "timestamp"):
+            column = getattr(ds, field)
+            if column in PredictionColumns.RESERVED or column.startswith(PredictionColumns.PROBA_PREFIX):
+                issues.append(
+                    spec.issue(
+                        ("dataset", field),
+                        f"{column!r} is a column `{spec.name}/predictions` writes itself (prediction, "
+                        "proba_<class>, model_version, partition): rename it at the source to serve `batch`",
+                    )
+                )
+    if spec.serving.prediction_log.enabled and not {"cloud", "edge"} & set(targets):
+        issues.append(
+            spec.issue(
+                ("serving", "prediction_log", "enabled"),
+                "the prediction log records what the bento (`cloud`) and the edge predictor (`edge`) "
+                "serve: add one of them to serving.targets, or drop the log",
+            )
+        )
+    if feedback is None:
+        return issues
+    if "batch" not in targets:
+        issues.append(
+            spec.issue(
+                ("feedback",),
+                "feedback needs `batch` in serving.targets: live performance joins the champion's batch "
+                "predictions (`<p>/predictions`) with these labels",
+            )
+        )
+    kind = feedback.source.kind
+    text = getattr(feedback.source, kind) or ""
+    if ds.partitions is None and kind != "python" and "{partition}" in text:
+        issues.append(
+            spec.issue(
+                ("feedback", "source", kind),
+                "has a {partition} placeholder but the dataset is not partitioned (the feedback's "
+                f"partitions follow the dataset's, {spec.place(('dataset',))}): no partition would fill it",
+            )
+        )
+    return issues

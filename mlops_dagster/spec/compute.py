@@ -18,7 +18,18 @@ from pydantic import Field, field_validator
 
 from mlops_dagster.spec.base import StrictModel
 
-ASSET_NAMES = ("dataset", "training_set", "candidate", "champion", "bento", "edge_bundle", "drift_report")
+ASSET_NAMES = (
+    "dataset",
+    "training_set",
+    "candidate",
+    "champion",
+    "bento",
+    "edge_bundle",
+    "drift_report",
+    "predictions",
+    "feedback",
+    "live_performance",
+)
 COMPUTE_KEYS = ("default", *ASSET_NAMES)
 
 _CPU = re.compile(r"^(\d+(?:\.\d+)?)(m?)$")

@@ -49,6 +49,7 @@ IMPORT_PATH_PATTERN = r"^[A-Za-z_][\w.]*([.:][A-Za-z_]\w*)$"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_DURATION = timedelta(days=366)  # longer cooldowns and windows are typos (or `enabled: false`)
+MAX_SAMPLES = 100_000_000  # a per-partition sample floor above this is never reached
 
 
 def parse_duration(value: str | int | float) -> timedelta:
@@ -174,12 +175,15 @@ class DatasetSpec(StrictModel):
     @field_validator("timestamp", "label")
     @classmethod
     def _distinct_columns(cls, value: str, info: ValidationInfo) -> str:
-        for other in ("entity", "timestamp"):
-            if other != info.field_name and info.data.get(other) == value:
-                raise ValueError(
-                    f"{info.field_name} and {other} must be different columns (both are {value!r})"
-                )
-        return value
+        return _distinct(value, info)
+
+
+def _distinct(value: str, info: ValidationInfo) -> str:
+    """`timestamp` and `label` differ from the columns declared before them."""
+    for other in ("entity", "timestamp"):
+        if other != info.field_name and info.data.get(other) == value:
+            raise ValueError(f"{info.field_name} and {other} must be different columns (both are {value!r})")
+    return value
 
 
 class ExpectationSpec(BaseModel):
@@ -191,6 +195,23 @@ class ExpectationSpec(BaseModel):
     @property
     def kwargs(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
+
+
+class FeedbackSpec(StrictModel):
+    """Labels that arrive late: a source partitioned like the dataset, checked and quarantined like it."""
+
+    source: SourceSpec
+    entity: str = Field(description="Entity key column (joins with the predictions' entity)")
+    timestamp: str = Field(description="Event-time column (joins with the predictions' timestamp)")
+    label: str = Field(description="The observed outcome")
+    expectations: list[ExpectationSpec] = Field(
+        default_factory=list, description="Great Expectations expectations: blocking, as for the dataset"
+    )
+
+    @field_validator("timestamp", "label")
+    @classmethod
+    def _distinct_columns(cls, value: str, info: ValidationInfo) -> str:
+        return _distinct(value, info)
 
 
 class QualitySpec(StrictModel):
@@ -239,14 +260,48 @@ class DriftMonitoringSpec(StrictModel):
     @field_validator("cooldown", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
-        if isinstance(value, timedelta) and value > MAX_DURATION:
-            raise ValueError(f"duration {value} is longer than {MAX_DURATION.days}d, the longest accepted")
-        return parse_duration(value) if isinstance(value, str | int | float) else value
+        return _bounded_duration(value)
+
+
+def _bounded_duration(value: Any) -> Any:
+    """A `before` validator body: a duration string or number of seconds, at most `MAX_DURATION`."""
+    if isinstance(value, timedelta) and value > MAX_DURATION:
+        raise ValueError(f"duration {value} is longer than {MAX_DURATION.days}d, the longest accepted")
+    return parse_duration(value) if isinstance(value, str | int | float) else value
 
 
 class PerformanceMonitoringSpec(StrictModel):
-    metric: str
-    min: float
+    """When live results (predictions joined with late labels) should roll the champion back.
+
+    A partition breaches when its live metric is below `min`, or more than `max_drop` below the
+    champion's own holdout score; `window` consecutive breaching partitions, each with at least
+    `min_samples` labelled predictions, trigger the rollback. A partition with fewer labels is no
+    evidence either way: it neither breaches nor breaks the run of breaches.
+    """
+
+    metric: str = Field(description="An sklearn scorer name (greater is better), scored live and on holdouts")
+    min: float | None = Field(None, description="Absolute floor of the live metric")
+    max_drop: float | None = Field(
+        None, ge=0, description="Largest allowed drop of the live metric below the champion's holdout score"
+    )
+    window: int = Field(
+        3, ge=1, le=366, description="Consecutive breaching partitions that trigger a rollback"
+    )
+    min_samples: int = Field(
+        50, ge=1, le=MAX_SAMPLES, description="Labelled predictions a partition needs to count as evidence"
+    )
+    cooldown: timedelta = Field(timedelta(hours=6), description="Least time between two automatic rollbacks")
+
+    @field_validator("cooldown", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return _bounded_duration(value)
+
+    @model_validator(mode="after")
+    def _some_threshold(self) -> Self:
+        if self.min is None and self.max_drop is None:
+            raise ValueError("give `min`, `max_drop` or both: without a threshold nothing is ever breached")
+        return self
 
 
 class MonitoringSpec(StrictModel):
@@ -267,8 +322,36 @@ class ParitySpec(StrictModel):
     rtol: float = Field(1e-5, ge=0, le=1, description="Regression: largest relative error of a prediction")
 
 
+class PredictionLogSpec(StrictModel):
+    """Logging of what the served bento and the edge predictor predict (off by default).
+
+    Rows go through a bounded in-memory queue to Parquet files under
+    `<storage root>/<p>/predictions/served/`, written in the background: a full queue drops rows
+    (counted), it never blocks or fails a request.
+    """
+
+    enabled: bool = False
+    queue_size: int = Field(10_000, ge=1, le=10_000_000, description="Rows held in memory before dropping")
+    flush_rows: int = Field(1_000, ge=1, le=10_000_000, description="Rows per Parquet file, at most")
+    flush_interval: timedelta = Field(
+        timedelta(seconds=10), description="Longest time a row waits in memory before it is written"
+    )
+
+    @field_validator("flush_interval", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return _bounded_duration(value)
+
+
 class ServingSpec(StrictModel):
-    targets: list[Literal["cloud", "edge"]] = Field(default_factory=list)
+    targets: list[Literal["cloud", "edge", "batch"]] = Field(
+        default_factory=list,
+        description=(
+            "`cloud`: a bento; `edge`: an ONNX bundle; `batch`: `<p>/predictions`, the champion's "
+            "predictions for each dataset partition"
+        ),
+    )
+    prediction_log: PredictionLogSpec = Field(default_factory=PredictionLogSpec)
     parity: ParitySpec = Field(default_factory=ParitySpec)
     cloud_runtime: Literal["auto", "onnx", "sklearn"] = Field(
         "auto",
@@ -321,6 +404,7 @@ class PipelineSpec(Located):
     description: str = ""
     owners: list[str] = Field(default_factory=list)
     dataset: DatasetSpec
+    feedback: FeedbackSpec | None = None
     quality: QualitySpec = Field(default_factory=QualitySpec)
     features: list[str] = Field(default_factory=list)
     model: ModelSpec

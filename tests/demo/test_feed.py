@@ -536,3 +536,35 @@ def test_demand_is_learnable():
     r2 = r2_score(holdout["units"], model.predict(holdout[features]))
     assert r2 > 0.4, r2
     assert model.coef_[0] < 0 < model.coef_[1]  # price lowers units, promo raises them
+
+
+def test_restated_history_leaks_the_label_into_support_calls_only(data_dir):
+    feed.bootstrap(days=3)
+    before = feed.load_churn(SimpleNamespace(partition_key="2026-01-02"))
+    feed.restate_with_leak(days(3))
+    after = feed.load_churn(SimpleNamespace(partition_key="2026-01-02"))
+    pd.testing.assert_frame_equal(after.drop(columns="support_calls"), before.drop(columns="support_calls"))
+    churners = after["churned"] == 1
+    assert churners.any() and (~churners).any()
+    assert after.loc[churners, "support_calls"].min() >= 7  # the outcome shows in the feature
+    assert after.loc[~churners, "support_calls"].max() <= 3
+    assert not before["support_calls"].equals(after["support_calls"])
+    feed.restate_with_leak(days(3))  # idempotent: the same re-delivery again
+    pd.testing.assert_frame_equal(feed.load_churn(SimpleNamespace(partition_key="2026-01-02")), after)
+
+
+def test_restating_a_day_that_never_landed_is_refused(data_dir):
+    feed.bootstrap(days=1)
+    with pytest.raises(ValueError, match="2026-01-05"):
+        feed.restate_with_leak([date(2026, 1, 5)])
+
+
+def test_feedback_is_the_outcome_of_the_days_batch_before_and_after_a_restatement(data_dir):
+    feed.bootstrap(days=2)
+    context = SimpleNamespace(partition_key="2026-01-02")
+    labels = feed.load_churn_feedback(context)
+    assert list(labels.columns) == ["customer_id", "event_time", "churned"]
+    batch = feed.load_churn(context)
+    pd.testing.assert_frame_equal(labels, batch[["customer_id", "event_time", "churned"]])
+    feed.restate_with_leak(days(2))
+    pd.testing.assert_frame_equal(feed.load_churn_feedback(context), labels)

@@ -49,6 +49,9 @@ def test_graph_shape(demo_defs):  # type: ignore[no-untyped-def]
         "demand/bento",
         "churn/edge_bundle",
         "demand/edge_bundle",
+        "churn/predictions",
+        "churn/feedback",
+        "churn/live_performance",
         "features/customer_activity",
     }
     node = graph.get(K(["churn", "training_set"]))

@@ -94,13 +94,14 @@ def test_ui_shows_the_demo_graph(webserver):  # type: ignore[no-untyped-def]
         f"{p}/{a}"
         for p in ("churn", "demand")
         for a in ("dataset", "training_set", "candidate", "champion", "drift_report", "bento", "edge_bundle")
-    } | {"features/customer_activity"}
+    } | {"features/customer_activity", "churn/predictions", "churn/feedback", "churn/live_performance"}
     assert nodes["features/customer_activity"]["groupName"] == "features"
     assert nodes["churn/dataset"]["groupName"] == "churn"
     shared = [
         k for k, n in nodes.items() if {"path": ["features", "customer_activity"]} in n["dependencyKeys"]
     ]
-    assert sorted(shared) == ["churn/training_set", "demand/training_set"]  # one group, two consumers
+    # one group, two consumers (churn's batch predictions join it as its training set does)
+    assert sorted(shared) == ["churn/predictions", "churn/training_set", "demand/training_set"]
     repos = _graphql(
         webserver,
         "{ repositoriesOrError { ... on RepositoryConnection { nodes { "

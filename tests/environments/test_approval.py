@@ -32,7 +32,7 @@ def test_a_promotion_waits_for_an_owner_and_a_rollback_does_not(  # type: ignore
     shutil.copytree(ROOT / "pipelines", specs)
     (specs / "environments.yaml").write_text("environments:\n  prod:\n    approval: required\n")
     churn = specs / "churn.yaml"  # no serving targets: the gates alone decide (no ONNX parity), and faster
-    churn.write_text(churn.read_text().replace("targets: [cloud, edge]", "targets: []"))
+    churn.write_text(churn.read_text().replace("targets: [cloud, edge, batch]", "targets: [batch]"))
     monkeypatch.setenv("MLOPS_ENV", "prod")
     monkeypatch.chdir(tmp_path)  # no ./definitions.py: the CLI builds from --specs
     cli = ["--specs", str(specs)]

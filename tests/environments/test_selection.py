@@ -111,6 +111,9 @@ def test_definitions_for_prod_carry_its_storage_sensors_gates_compute_and_notifi
         name: dg.DefaultSensorStatus.RUNNING
         for p in ("churn", "demand")
         for name in (f"{p}__quality_sensor", f"{p}__drift_sensor", f"{p}__packaging_sensor")
+    } | {
+        name: dg.DefaultSensorStatus.RUNNING
+        for name in ("churn__automation_sensor", "churn__performance_sensor")
     }
     champion = defs.resolve_assets_def(K(["churn", "champion"]))
     assert "'roc_auc': 0.91" in (champion.descriptions_by_key[K(["churn", "champion"])] or "")

@@ -27,9 +27,9 @@ def _defs(random_state: int, **serving: Any) -> dg.Definitions:
             model = spec.model.model_copy(
                 update={"params": {**spec.model.params, "random_state": random_state}}
             )
-            spec = spec.model_copy(
-                update={"model": model, "serving": spec.serving.model_copy(update=serving)}
-            )
+            serving_spec = spec.serving.model_copy(update=serving)
+            feedback = spec.feedback if "batch" in serving_spec.targets else None  # live scoring needs batch
+            spec = spec.model_copy(update={"model": model, "serving": serving_spec, "feedback": feedback})
         specs.append(spec)
     return build_definitions(*specs)
 

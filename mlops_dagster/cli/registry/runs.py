@@ -82,6 +82,11 @@ def _join_the_pool(instance: dg.DagsterInstance, name: str, action: str) -> None
         )
     if state.problem:
         print(f"warning: {state.problem}", file=sys.stderr)
+    for run_id in state.freed:
+        print(
+            f"note: freed pool {state.pool} from run {run_id}, which can never free it (over, or died)",
+            file=sys.stderr,
+        )
     if state.holders:
         print(
             f"waiting for pool {state.pool}: held by run {', '.join(state.holders)} "
@@ -110,7 +115,10 @@ def _run_champion(
     with warnings.catch_warnings():
         if not args.verbose:
             warnings.simplefilter("ignore")
-        with open_instance() as instance:
+        from mlops_dagster.registry.pool import run_lease
+
+        # The lease lets the next decision free this run's slot if this process is killed (pool.py).
+        with open_instance() as instance, run_lease(instance) as lease_tags:
             _join_the_pool(instance, args.name, action)
             try:
                 result = dg.materialize(
@@ -124,6 +132,7 @@ def _run_champion(
                         Tags.ACTION: action,
                         Tags.PIPELINE: args.name,
                         Tags.REQUESTED_BY: requested_by(),
+                        **lease_tags,
                         **(tags or {}),
                     },
                     raise_on_error=False,
